@@ -1,0 +1,106 @@
+"""`MPEEnv`: the Multi-Particle Environments (`mpe2`) for HATRPO.
+
+mpe2 is the maintained home of PettingZoo's MPE. `simple_spread_v3` (3 agents, the default):
+observations `Box(18,)` float32, actions `Discrete(5)` (or `Box(0, 1, (5,))` with
+`continuous_actions=True`), a 54-dim `state()`, `max_cycles` (25) steps per episode ending by
+truncation. Per-agent rewards can differ (collision penalties are local), and mpe2 returns them
+in a `defaultdict`.
+
+Reward: the team reward is the **sum** of the agents' rewards by default, as HARL does for MPE
+(`harl/envs/pettingzoo_mpe/pettingzoo_mpe_env.py`: `total_reward = sum(...)`, given to every
+agent), so returns are comparable with HARL's. Set `team_reward="mean"` to average instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from rllib_hatrpo.envs._config import merge_config
+from rllib_hatrpo.envs.pettingzoo_env import PettingZooEnv
+
+_INSTALL_HINT = "MPEEnv needs mpe2: pip install 'rllib_hatrpo[mpe]'"
+
+_DEFAULTS: dict[str, Any] = {
+    "scenario": "simple_spread_v3",
+    "continuous_actions": False,
+    "max_cycles": 25,
+    "team_reward": "sum",
+    "global_state": "auto",
+    "render_mode": None,
+    "env_kwargs": {},
+}
+
+
+class MPEEnv(PettingZooEnv):
+    """An mpe2 scenario as a HATRPO-ready `MultiAgentEnv` (registered name "mpe").
+
+    Examples:
+        >>> env = MPEEnv({"scenario": "simple_spread", "max_cycles": 25})  # doctest: +SKIP
+        >>> env.state_space.shape  # doctest: +SKIP
+        (54,)
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        """Builds `mpe2.<scenario>.parallel_env(...)` from an env config dict.
+
+        Args:
+            config: Env config (RLlib passes an `EnvContext`). Keys:
+                scenario: An mpe2 module name ("simple_spread_v3", the default), optionally
+                    prefixed "mpe2.", or a name without version ("simple_spread"), which
+                    picks the newest version.
+                continuous_actions: `Box` actions instead of `Discrete` (default False).
+                max_cycles: Steps per episode (default 25).
+                team_reward: "sum" (default, as HARL) or "mean" of the agents' rewards.
+                global_state: "auto" (the env's `state()`), "state" or "concat_obs"; see
+                    `PettingZooEnv`.
+                render_mode: None, "human" or "rgb_array".
+                env_kwargs: Extra keyword arguments for `parallel_env`, e.g. `{"N": 4}`.
+
+        Raises:
+            ImportError: mpe2 is not installed.
+            ValueError: An unknown config key or scenario.
+        """
+        cfg = merge_config(config, _DEFAULTS, type(self).__name__)
+        module = import_scenario(cfg["scenario"])
+        env = module.parallel_env(
+            max_cycles=int(cfg["max_cycles"]),
+            continuous_actions=bool(cfg["continuous_actions"]),
+            render_mode=cfg["render_mode"],
+            **dict(cfg["env_kwargs"]),
+        )
+        self.config = cfg
+        super().__init__(env, team_reward=cfg["team_reward"], global_state=cfg["global_state"])
+
+
+def import_scenario(name: str) -> ModuleType:
+    """Imports an mpe2 scenario module, appending the newest version if `name` has none.
+
+    Args:
+        name: "simple_spread_v3", "mpe2.simple_spread_v3" or "simple_spread".
+
+    Returns:
+        The scenario module (it has `parallel_env`).
+
+    Raises:
+        ImportError: mpe2 is not installed.
+        ValueError: No such scenario; the message lists the available ones.
+    """
+    try:
+        import mpe2
+    except ImportError as e:
+        raise ImportError(_INSTALL_HINT) from e
+    module_name = name.removeprefix("mpe2.")
+    available = sorted(
+        m.name for m in pkgutil.iter_modules(mpe2.__path__) if re.fullmatch(r"[a-z_]+_v\d+", m.name)
+    )
+    if module_name not in available:
+        versions = [m for m in available if re.fullmatch(re.escape(module_name) + r"_v\d+", m)]
+        if not versions:
+            raise ValueError(f"Unknown MPE scenario {name!r}; mpe2 has {available}.")
+        module_name = max(versions, key=lambda m: int(m.rsplit("_v", 1)[1]))
+    return importlib.import_module(f"mpe2.{module_name}")

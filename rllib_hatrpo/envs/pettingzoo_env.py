@@ -1,0 +1,342 @@
+"""`PettingZooEnv`: RLlib `MultiAgentEnv` wrapper for any PettingZoo `ParallelEnv`, for HATRPO.
+
+Why not RLlib's `ParallelPettingZooEnv` (`ray/rllib/env/wrappers/pettingzoo_env.py`)? It builds
+its agent list from a `set` (the order follows string hashing and differs between processes),
+passes float64 observations through (RLlib casts them silently at tensor conversion), never
+updates `agents`, and its `render()` passes an argument PettingZoo rejects. HATRPO also needs a
+global state for its team critic and a team reward. This wrapper provides:
+
+- **Fixed agent order**: `possible_agents` (and `agents`, which stays the full list) is the
+  env's `possible_agents`; every returned dict is built from it, never from the env's `agents`
+  (MaMuJoCo empties those when an episode ends).
+- **float32**: `Box` observation spaces are cast to float32 (bounds cast, ±inf kept) and
+  flattened to 1-D; observations are float32 arrays. `Box` action spaces become float32;
+  `Discrete` and `MultiDiscrete` stay as they are.
+- **Global state**: `state_space` (float32 1-D `Box`) and `info[aid][GLOBAL_STATE_KEY]` at reset
+  and at every step (see `global_state` in `PettingZooEnv.__init__` for the fallback).
+- **Team reward**: every agent receives the same reward, the mean or the sum of the env's
+  per-agent rewards; each agent's own reward is kept in `info[aid]["agent_reward"]`.
+- **Everyone acts at every step**: HATRPO's element-wise `compound_ratio` needs the agents' rows
+  aligned, so an env in which some agents leave while others continue raises `RuntimeError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from ray.rllib.utils.annotations import override
+
+from rllib_hatrpo.envs import GLOBAL_STATE_KEY
+
+if TYPE_CHECKING:
+    from pettingzoo import ParallelEnv
+
+logger = logging.getLogger(__name__)
+
+TeamReward = Literal["mean", "sum"]
+GlobalState = Literal["auto", "state", "concat_obs"]
+
+TEAM_REWARD_MODES: tuple[str, ...] = ("mean", "sum")
+GLOBAL_STATE_MODES: tuple[str, ...] = ("auto", "state", "concat_obs")
+AGENT_REWARD_KEY = "agent_reward"
+"""Info key holding the env's own (per-agent) reward of the step, as a Python float."""
+
+
+class PettingZooEnv(MultiAgentEnv):
+    """Cooperative multi-agent env around a PettingZoo `ParallelEnv` (fixed order, float32, state).
+
+    Reward: HATRPO is cooperative, so every agent receives the same team reward
+    r_team = mean (or sum) of the env's per-agent rewards at that step. RLlib's
+    `env_runners/episode_return_mean` sums the returns of all agents
+    (`ray/rllib/env/multi_agent_episode.py`), so with n agents it reports n × the team return;
+    the package's callbacks log the team return separately.
+
+    Episode end: per-agent `terminateds`/`truncateds` hold the team's flags (identical for every
+    agent): the episode terminates if any agent terminated and truncates if all were truncated,
+    once every agent is done; `"__all__"` carries the same values.
+
+    Attributes:
+        env: The wrapped PettingZoo `ParallelEnv`.
+        possible_agents: The env's `possible_agents`, in its order.
+        agents: Same list as `possible_agents` (all agents act at every step).
+        observation_spaces: Agent ID -> float32 1-D `Box`.
+        action_spaces: Agent ID -> `Box` (float32), `Discrete` or `MultiDiscrete`.
+        state_space: float32 1-D `Box` of the global state.
+        global_state: The resolved global-state source, "state" or "concat_obs".
+        team_reward: "mean" or "sum".
+    """
+
+    def __init__(
+        self,
+        env: ParallelEnv,
+        *,
+        team_reward: TeamReward = "mean",
+        global_state: GlobalState = "auto",
+    ) -> None:
+        """Wraps `env`; may reset it once to probe `env.state()`.
+
+        Args:
+            env: A PettingZoo `ParallelEnv` whose observation spaces are all `Box`.
+            team_reward: "mean" or "sum" of the per-agent rewards, given to every agent.
+            global_state: Source of the critic's global state.
+                "auto": `env.state()` if the env implements it (PettingZoo's base class raises
+                `NotImplementedError`, which is detected by one probe reset here); its space is
+                `env.state_space` if present, else a `Box(-inf, inf)` shaped like `state()`.
+                Otherwise the fallback: the concatenation of all agents' flattened float32
+                observations in `possible_agents` order (its bounds are the observation
+                spaces' bounds), i.e. the critic sees the joint observation, which
+                is a state only if the agents jointly observe everything relevant.
+                "state": always `env.state()`; ValueError if the env does not implement it.
+                "concat_obs": always the fallback.
+
+        Raises:
+            ValueError: Unknown `team_reward`/`global_state`, no agents, a non-`Box`
+                observation space, an unsupported action space, `global_state="state"` on an
+                env without `state()`, or a `state()` that does not match `env.state_space`.
+        """
+        if team_reward not in TEAM_REWARD_MODES:
+            raise ValueError(
+                f"team_reward must be one of {TEAM_REWARD_MODES}, got {team_reward!r}."
+            )
+        if global_state not in GLOBAL_STATE_MODES:
+            raise ValueError(
+                f"global_state must be one of {GLOBAL_STATE_MODES}, got {global_state!r}."
+            )
+        super().__init__()
+        self.env = env
+        self.team_reward = team_reward
+        self.render_mode = getattr(env, "render_mode", None)
+        self.possible_agents = list(env.possible_agents)
+        if not self.possible_agents:
+            raise ValueError(f"{type(env).__name__} has no possible_agents.")
+        self.agents = list(self.possible_agents)
+
+        self.observation_spaces = {
+            aid: _float32_observation_space(aid, env.observation_space(aid))
+            for aid in self.possible_agents
+        }
+        self.action_spaces = {
+            aid: _convert_action_space(aid, env.action_space(aid)) for aid in self.possible_agents
+        }
+        # Old-API-stack style `Dict` spaces, as RLlib's own wrapper sets them. Note that
+        # `gym.spaces.Dict` sorts its keys; `possible_agents` is the order that counts.
+        self.observation_space = gym.spaces.Dict(self.observation_spaces)
+        self.action_space = gym.spaces.Dict(self.action_spaces)
+        self.global_state, self.state_space = self._resolve_global_state(global_state)
+
+    @override(MultiAgentEnv)
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """Resets the env; returns float32 observations and infos (with the state) per agent."""
+        super().reset(seed=seed, options=options)
+        obs, infos = self.env.reset(seed=seed, options=options)
+        obs = self._convert_observations(obs, "reset()")
+        return obs, self._build_infos(infos, self._get_global_state(obs), None)
+
+    @override(MultiAgentEnv)
+    def step(self, action_dict: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """Steps all agents at once; returns dicts keyed by every agent (plus `"__all__"`).
+
+        Args:
+            action_dict: One action per agent of `possible_agents`.
+
+        Returns:
+            observations, rewards (the team reward for every agent), terminateds, truncateds,
+            infos (each with `GLOBAL_STATE_KEY` and `"agent_reward"`).
+
+        Raises:
+            ValueError: An agent has no action.
+            RuntimeError: The env ended the episode for some agents but not for others, or
+                returned no observation for an agent.
+        """
+        missing = [aid for aid in self.possible_agents if aid not in action_dict]
+        if missing:
+            raise ValueError(
+                f"No action for agent(s) {missing}: HATRPO needs every agent to act at every step."
+            )
+        obs, rewards, terminateds, truncateds, infos = self.env.step(
+            {aid: action_dict[aid] for aid in self.possible_agents}
+        )
+        terminated, truncated = self._team_done(obs, terminateds, truncateds)
+        obs = self._convert_observations(obs, "step()")
+
+        agent_rewards = {aid: float(rewards[aid]) for aid in self.possible_agents}
+        team = self._team_reward(list(agent_rewards.values()))
+
+        terminateds_out = {aid: terminated for aid in self.possible_agents}
+        truncateds_out = {aid: truncated for aid in self.possible_agents}
+        terminateds_out["__all__"] = terminated
+        truncateds_out["__all__"] = truncated
+        return (
+            obs,
+            {aid: team for aid in self.possible_agents},
+            terminateds_out,
+            truncateds_out,
+            self._build_infos(infos, self._get_global_state(obs), agent_rewards),
+        )
+
+    @override(MultiAgentEnv)
+    def render(self) -> Any:
+        """Returns `env.render()` (the env's `render_mode` decides what it does)."""
+        return self.env.render()
+
+    def close(self) -> None:
+        """Closes the wrapped env."""
+        self.env.close()
+
+    def _team_reward(self, rewards: list[float]) -> float:
+        if self.team_reward == "sum":
+            return sum(rewards)
+        if all(r == rewards[0] for r in rewards):
+            return rewards[0]  # Exact for MaMuJoCo's shared reward (a float mean is not).
+        return sum(rewards) / len(rewards)
+
+    def _team_done(
+        self, obs: Mapping, terminateds: Mapping, truncateds: Mapping
+    ) -> tuple[bool, bool]:
+        """Checks that all agents continue or all stop; returns the team (terminated, truncated)."""
+        absent = [aid for aid in self.possible_agents if aid not in obs]
+        if absent:
+            raise RuntimeError(
+                f"{type(self.env).__name__}.step() returned no observation for agent(s) "
+                f"{absent}. Agents leaving mid-episode are not supported: HATRPO needs every "
+                "agent to act at every step (aligned rows for the sequential update)."
+            )
+        term = [bool(terminateds.get(aid, False)) for aid in self.possible_agents]
+        trunc = [bool(truncateds.get(aid, False)) for aid in self.possible_agents]
+        done = [te or tr for te, tr in zip(term, trunc, strict=True)]
+        if not any(done):
+            return False, False
+        if not all(done):
+            finished = [aid for aid, d in zip(self.possible_agents, done, strict=True) if d]
+            raise RuntimeError(
+                f"{type(self.env).__name__} ended the episode for agent(s) {finished} while "
+                "others continue. Agents leaving mid-episode are not supported: HATRPO needs "
+                "every agent to act at every step (aligned rows for the sequential update)."
+            )
+        return any(term), all(trunc)
+
+    def _convert_observations(self, obs: Mapping, where: str) -> dict[str, np.ndarray]:
+        try:
+            return {
+                aid: np.array(obs[aid], dtype=np.float32).reshape(-1)
+                for aid in self.possible_agents
+            }
+        except KeyError as e:
+            raise RuntimeError(
+                f"{type(self.env).__name__}.{where} returned no observation for agent {e}; "
+                f"expected every agent of {self.possible_agents}."
+            ) from None
+
+    def _get_global_state(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.global_state == "state":
+            return np.array(self.env.state(), dtype=np.float32).reshape(-1)
+        return np.concatenate([obs[aid] for aid in self.possible_agents])
+
+    def _build_infos(
+        self, infos: Mapping | None, state: np.ndarray, agent_rewards: Mapping[str, float] | None
+    ) -> dict[str, dict]:
+        infos = infos or {}
+        out = {}
+        for aid in self.possible_agents:
+            info = dict(infos.get(aid) or {})  # A copy: the env's own dicts stay untouched.
+            info[GLOBAL_STATE_KEY] = state.copy()
+            if agent_rewards is not None:
+                info[AGENT_REWARD_KEY] = agent_rewards[aid]
+            out[aid] = info
+        return out
+
+    def _resolve_global_state(self, mode: str) -> tuple[str, gym.spaces.Box]:
+        """Returns the global-state source ("state" or "concat_obs") and its float32 space."""
+        if mode != "concat_obs":
+            probe = self._probe_state()
+            if probe is not None:
+                return "state", self._env_state_space(probe)
+            if mode == "state":
+                raise ValueError(
+                    f"global_state='state', but {type(self.env).__name__} does not implement "
+                    "state(); use global_state='concat_obs' (or 'auto') instead."
+                )
+        spaces = [self.observation_spaces[aid] for aid in self.possible_agents]
+        return "concat_obs", gym.spaces.Box(
+            low=np.concatenate([s.low for s in spaces]),
+            high=np.concatenate([s.high for s in spaces]),
+            dtype=np.float32,
+        )
+
+    def _probe_state(self) -> np.ndarray | None:
+        """Resets the env and calls `state()`; None if the env does not implement it."""
+        state_fn = getattr(self.env, "state", None)
+        if not callable(state_fn):
+            return None
+        # Wrappers such as PettingZoo's aec_to_parallel override state() and forward it, so
+        # only a call tells whether the env underneath implements it.
+        self.env.reset()
+        try:
+            state = state_fn()
+        except NotImplementedError:
+            return None
+        return np.asarray(state, dtype=np.float32).reshape(-1)
+
+    def _env_state_space(self, probe: np.ndarray) -> gym.spaces.Box:
+        space = getattr(self.env, "state_space", None)
+        if not isinstance(space, gym.spaces.Box):
+            return gym.spaces.Box(-np.inf, np.inf, shape=probe.shape, dtype=np.float32)
+        if int(np.prod(space.shape)) != probe.size:
+            raise ValueError(
+                f"{type(self.env).__name__}.state() has {probe.size} entries, but its "
+                f"state_space is {space}."
+            )
+        return _float32_box(space)
+
+
+def _float32_box(space: gym.spaces.Box) -> gym.spaces.Box:
+    """The same `Box`, flattened to 1-D, with float32 bounds (±inf kept)."""
+    return gym.spaces.Box(
+        low=space.low.astype(np.float32).reshape(-1),
+        high=space.high.astype(np.float32).reshape(-1),
+        dtype=np.float32,
+    )
+
+
+def _float32_observation_space(agent_id: str, space: gym.Space) -> gym.spaces.Box:
+    """Checks that `space` is a `Box`; returns it as a float32 1-D `Box`.
+
+    Multi-dimensional observations (e.g. images) are flattened to 1-D, since HATRPO's actors are
+    MLPs; the observations are reshaped the same way.
+
+    Raises:
+        ValueError: `space` is not a `Box`.
+    """
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(
+            f"Agent {agent_id!r} has observation space {space}; PettingZooEnv supports only Box "
+            "observation spaces (flatten or one-hot encode others, e.g. with SuperSuit)."
+        )
+    if len(space.shape) != 1:
+        logger.info("Agent %r: observation space %s is flattened to 1-D.", agent_id, space)
+    return _float32_box(space)
+
+
+def _convert_action_space(agent_id: str, space: gym.Space) -> gym.Space:
+    """Returns `Box` action spaces as float32 and `Discrete`/`MultiDiscrete` unchanged.
+
+    Raises:
+        ValueError: Any other space (HATRPO's actors have Gaussian and categorical heads only).
+    """
+    if isinstance(space, gym.spaces.Box):
+        return gym.spaces.Box(
+            low=space.low.astype(np.float32), high=space.high.astype(np.float32), dtype=np.float32
+        )
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+        return space
+    raise ValueError(
+        f"Agent {agent_id!r} has action space {space}; PettingZooEnv supports Box, Discrete "
+        "and MultiDiscrete action spaces."
+    )

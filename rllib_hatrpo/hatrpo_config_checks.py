@@ -1,0 +1,148 @@
+"""``HATRPOConfig.validate`` checks: each error names the field, the allowed range and the fix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+
+_SUPPORTED_ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def validate_hatrpo_config(config: Any) -> None:
+    """Raises ValueError on the first setting HATRPO cannot use."""
+    _validate_numbers(config)
+    _validate_rllib_settings(config)
+    if config.env is not None:
+        _validate_env(config)
+
+
+def _validate_numbers(c: Any) -> None:
+    from rllib_hatrpo.kl_allocation import make_allocator
+
+    _require(
+        _number(c.kl_threshold) and c.kl_threshold > 0,
+        f"training(kl_threshold=...) must be a finite number > 0, got {c.kl_threshold!r}.",
+    )
+    _require(
+        c.total_kl_budget is None or (_number(c.total_kl_budget) and c.total_kl_budget > 0),
+        "training(total_kl_budget=...) must be None (n · kl_threshold) or a finite number "
+        f"> 0, got {c.total_kl_budget!r}.",
+    )
+    try:
+        make_allocator(c.kl_allocator, c.kl_allocator_config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"training(kl_allocator=..., kl_allocator_config=...): {err}") from err
+    for name in ("cg_iters", "line_search_steps", "critic_epochs", "critic_num_minibatches"):
+        value = getattr(c, name)
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            f"training({name}=...) must be an integer >= 1, got {value!r}.",
+        )
+    for name in ("cg_residual_tol", "fvp_damping", "accept_ratio"):
+        value = getattr(c, name)
+        _require(
+            _number(value) and value >= 0, f"training({name}=...) must be >= 0, got {value!r}."
+        )
+    for name in ("critic_lr", "critic_optimizer_eps"):
+        value = getattr(c, name)
+        _require(_number(value) and value > 0, f"training({name}=...) must be > 0, got {value!r}.")
+    _require(
+        _number(c.backtrack_coeff) and 0 < c.backtrack_coeff < 1,
+        f"training(backtrack_coeff=...) must be in (0, 1), got {c.backtrack_coeff!r}.",
+    )
+    _require(
+        _number(c.gamma) and 0 < c.gamma <= 1,
+        f"training(gamma=...) must be in (0, 1], got {c.gamma!r}.",
+    )
+    _require(
+        _number(c.lambda_) and 0 <= c.lambda_ <= 1,
+        f"training(lambda_=...) must be in [0, 1], got {c.lambda_!r}.",
+    )
+    for name in ("value_clip_param", "huber_delta"):
+        value = getattr(c, name)
+        _require(
+            value is None or (_number(value) and value > 0),
+            f"training({name}=...) must be None or > 0, got {value!r}.",
+        )
+    for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
+        value = getattr(c, name)
+        _require(
+            isinstance(value, (list, tuple)) and all(isinstance(v, int) and v > 0 for v in value),
+            f"training({name}=...) must be a list of positive integers, got {value!r}.",
+        )
+    _require(
+        c.activation in ("relu", "tanh"),
+        f"training(activation=...) must be 'relu' or 'tanh', got {c.activation!r}.",
+    )
+
+
+def _validate_rllib_settings(c: Any) -> None:
+    _require(
+        c.enable_rl_module_and_learner and c.enable_env_runner_and_connector_v2,
+        "HATRPO runs on RLlib's new API stack only: remove api_stack(...) overrides.",
+    )
+    _require(
+        c.num_epochs == 1 and c.minibatch_size is None,
+        "HATRPO takes one full-batch trust-region step per iteration: leave "
+        f"training(num_epochs=...) at 1 and minibatch_size at None (got {c.num_epochs!r}, "
+        f"{c.minibatch_size!r}); the critic's passes are training(critic_epochs=..., "
+        "critic_num_minibatches=...).",
+    )
+    _require(
+        c.num_learners <= 1,
+        f"learners(num_learners={c.num_learners}) is not supported yet: the sequential "
+        "trust-region update runs on one learner (0 = in the driver, or 1 remote).",
+    )
+    _require(
+        c.count_steps_by == "env_steps",
+        "multi_agent(count_steps_by=...) must be 'env_steps': the batch is a number of env steps.",
+    )
+
+
+def _validate_env(c: Any) -> None:
+    from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
+    from rllib_hatrpo.env_probe import probe_env
+
+    probe = probe_env(c.env, c.env_config)
+    _require(
+        isinstance(probe.state_space, gym.spaces.Box),
+        f"config.env has no usable global state (state_space={probe.state_space!r}): the "
+        "central critic needs a Box `state_space` and infos['global_state']. Wrap the env "
+        "with rllib_hatrpo.envs.PettingZooEnv, which uses the env's state() or "
+        "concatenates the agents' observations.",
+    )
+    modules: dict[str, str] = {}
+    for agent in probe.agents:
+        mid = c.policy_mapping_fn(agent, None)
+        _require(
+            mid != SHARED_CRITIC_ID, f"module ID {SHARED_CRITIC_ID!r} is reserved for the critic."
+        )
+        _require(
+            mid in c.policies,
+            f"policy_mapping_fn maps agent {agent!r} to {mid!r}, which is not in "
+            f"multi_agent(policies=...) {sorted(c.policies)}.",
+        )
+        _require(
+            mid not in modules,
+            f"agents {modules.get(mid)!r} and {agent!r} share module {mid!r}: HATRPO updates "
+            "agents one after another with their own trust regions and needs one module "
+            "per agent (no parameter sharing). Map every agent to its own module.",
+        )
+        modules[mid] = agent
+        action_space = probe.action_spaces[agent]
+        _require(
+            isinstance(action_space, _SUPPORTED_ACTIONS),
+            f"agent {agent!r} has action space {action_space}; HATRPO supports Box, "
+            "Discrete and MultiDiscrete.",
+        )

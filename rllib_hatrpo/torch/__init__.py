@@ -1,0 +1,1 @@
+"""Torch implementations of the HATRPO learner and modules."""

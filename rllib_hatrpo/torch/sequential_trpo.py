@@ -1,0 +1,177 @@
+"""One iteration's sequential TRPO sweep over the agents, in torch ([1], Algorithm 1).
+
+:class:`TorchSequentialUpdate` implements :class:`rllib_hatrpo.sequential_update.SequentialUpdate`
+for the allocators: ``natgrad_sq_norm`` (the pre-pass), ``propose`` (a trial step that leaves
+the parameters untouched) and ``commit`` (write the step, update the compound ratio).
+
+    compound_ratio  M^{i_{1:m}} = Π_{k ≤ m} π_new^{i_k}(a|o) / π_old^{i_k}(a|o)  (agent i_k's a, o)
+    surrogate       L_i(θ) = mean[ π_θ(a_i|o_i) / π_old(a_i|o_i) · M · Â ]
+
+Search directions are cached per agent until the next accepted commit changes M, so the
+KKT pre-pass direction of the first agent in the order is reused instead of being recomputed.
+
+References:
+    [1] Kuba et al., Trust Region Policy Optimisation in Multi-Agent RL, ICLR 2022.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from torch import Tensor
+
+from rllib_hatrpo import trust_region as tr
+from rllib_hatrpo.sequential_update import Proposal
+
+
+@dataclass
+class _AgentData:
+    module: Any
+    params: list[torch.nn.Parameter]
+    batch: dict[str, Any]
+    actions: Tensor
+    old_logp: Tensor
+    old_dist: Any
+
+
+class TorchSequentialUpdate:
+    """The agents' trust-region steps of one iteration on the full batch.
+
+    Args:
+        modules: ModuleID → (unwrapped) actor module, in the env's agent order.
+        batch: the learner batch (every actor's rows aligned per env step).
+        config: the HATRPOConfig (CG, damping and line-search settings).
+    """
+
+    def __init__(self, modules: dict[str, Any], batch: dict[str, Any], config: Any):
+        self._config = config
+        first = next(iter(modules))
+        self._mask = batch[first][Columns.LOSS_MASK].bool()
+        self._advantages = batch[first][Postprocessing.ADVANTAGES].detach()
+        self._n_valid = self._mask.sum().clamp(min=1)
+        self.compound_ratio = torch.ones_like(self._advantages)
+        self._data: dict[str, _AgentData] = {}
+        for mid, module in modules.items():
+            with torch.no_grad():
+                dist = self._dist(module, batch[mid])
+                actions = batch[mid][Columns.ACTIONS]
+                self._data[mid] = _AgentData(
+                    module=module,
+                    params=[p for p in module.parameters() if p.requires_grad],
+                    batch=batch[mid],
+                    actions=actions,
+                    old_logp=dist.logp(actions).detach(),
+                    old_dist=dist,
+                )
+        self._directions: dict[str, tr.SearchDirection] = {}
+        self.num_proposals = 0
+        self.num_skipped = 0
+
+    @property
+    def agents(self) -> Sequence[str]:
+        return list(self._data)
+
+    def natgrad_sq_norm(self, agent: str) -> float:
+        """q_i under the current compound ratio; 0.0 when a guard will skip the agent's step
+        (a non-finite or non-positive q carries no usable information for the allocator)."""
+        direction = self._direction(agent)
+        return direction.natgrad_sq_norm if direction.is_valid else 0.0
+
+    def propose(self, agent: str, kl_budget: float) -> Proposal:
+        self.num_proposals += 1
+        direction = self._direction(agent)
+        data = self._data[agent]
+        cfg = self._config
+        if not direction.is_valid:
+            self.num_skipped += 1
+            return Proposal(
+                agent,
+                kl_budget,
+                0.0,
+                0.0,
+                0.0,
+                direction.natgrad_sq_norm,
+                False,
+                0,
+                direction.cg_residual,
+                skipped=True,
+            )
+        baseline = float(self._masked_mean(self.compound_ratio * self._advantages))
+        last_logp: list[Tensor] = []
+
+        def evaluate() -> tuple[float, float]:
+            with torch.no_grad():
+                dist = self._dist(data.module, data.batch)
+                logp = dist.logp(data.actions)
+                last_logp[:] = [logp]
+                surrogate = self._surrogate(logp, data.old_logp)
+                kl = self._masked_mean(data.old_dist.kl(dist))
+            return float(surrogate) - baseline, float(kl)
+
+        step = tr.propose_step(
+            data.params,
+            direction,
+            evaluate,
+            kl_budget,
+            cfg.line_search_steps,
+            cfg.backtrack_coeff,
+            cfg.accept_ratio,
+        )
+        ls = step.line_search
+        self.num_skipped += int(ls.non_finite)
+        payload = (step.new_params, last_logp[0]) if ls.accepted else None
+        return Proposal(
+            agent,
+            kl_budget,
+            ls.kl,
+            ls.improvement,
+            step.expected_improvement,
+            direction.natgrad_sq_norm,
+            ls.accepted,
+            ls.steps,
+            direction.cg_residual,
+            skipped=ls.non_finite,
+            payload=payload,
+        )
+
+    def commit(self, proposal: Proposal) -> None:
+        if not proposal.accepted:
+            return
+        new_params, new_logp = proposal.payload
+        data = self._data[proposal.agent]
+        tr.set_flat_params_(data.params, new_params)
+        # No gradient flows through M: it multiplies the surrogate of later agents only.
+        self.compound_ratio = self.compound_ratio * torch.exp(new_logp - data.old_logp)
+        self._directions.clear()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _direction(self, agent: str) -> tr.SearchDirection:
+        if agent not in self._directions:
+            data, cfg = self._data[agent], self._config
+            dist = self._dist(data.module, data.batch)
+            surrogate = self._surrogate(dist.logp(data.actions), data.old_logp)
+            policy_grad = tr.flat_grad(surrogate, data.params, retain_graph=True)
+            mean_kl = self._masked_mean(data.old_dist.kl(dist))
+            fvp = tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping)
+            self._directions[agent] = tr.natural_gradient_direction(
+                policy_grad, fvp, cfg.cg_iters, cfg.cg_residual_tol
+            )
+        return self._directions[agent]
+
+    def _surrogate(self, logp: Tensor, old_logp: Tensor) -> Tensor:
+        ratio = torch.exp(logp - old_logp)
+        return self._masked_mean(ratio * self.compound_ratio * self._advantages)
+
+    def _masked_mean(self, x: Tensor) -> Tensor:
+        return torch.where(self._mask, x, torch.zeros_like(x)).sum() / self._n_valid
+
+    @staticmethod
+    def _dist(module: Any, batch: dict[str, Any]) -> Any:
+        out = module.forward_train(batch)
+        return module.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])

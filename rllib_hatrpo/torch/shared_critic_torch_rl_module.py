@@ -1,0 +1,92 @@
+"""The learner-only central critic V(s) on the environment's global state, with value
+normalisation (running mean/variance of the value targets, kept in module buffers so that
+checkpoints carry it; [1] §5, HARL's ValueNorm).
+
+References:
+    [1] Zhong et al., Heterogeneous-Agent Reinforcement Learning, JMLR 25 (2024),
+        arXiv:2304.09870.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+from torch import Tensor
+
+from rllib_hatrpo import advantages
+from rllib_hatrpo.default_hatrpo_rl_module import (
+    DEFAULT_ACTIVATION,
+    DEFAULT_HIDDEN_SIZES,
+    DEFAULT_INPUT_LAYER_NORM,
+)
+from rllib_hatrpo.torch.mlp import build_mlp
+
+#: Output column of the critic's forward pass: V(s) in normalised units.
+NORMALIZED_VF_PREDS = "normalized_vf_preds"
+
+
+class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
+    """V(s) for the team; ``compute_values`` returns values in reward units.
+
+    ``model_config`` keys: ``hidden_sizes``, ``activation``, ``input_layer_norm`` and
+    ``use_value_norm`` (default True).
+    """
+
+    @override(TorchRLModule)
+    def setup(self) -> None:
+        cfg: dict[str, Any] = dict(self.model_config or {})
+        self.use_value_norm = bool(cfg.get("use_value_norm", True))
+        self.vf = build_mlp(
+            int(np.prod(self.observation_space.shape)),
+            cfg.get("hidden_sizes", DEFAULT_HIDDEN_SIZES),
+            1,
+            activation=cfg.get("activation", DEFAULT_ACTIVATION),
+            input_layer_norm=cfg.get("input_layer_norm", DEFAULT_INPUT_LAYER_NORM),
+            output_gain=1.0,
+        )
+        self.register_buffer("value_norm_mean", torch.zeros(()))
+        self.register_buffer("value_norm_var", torch.ones(()))
+        self.register_buffer("value_norm_count", torch.zeros(()))
+
+    @override(TorchRLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        state = batch[Columns.OBS]
+        return {NORMALIZED_VF_PREDS: self.vf(state.reshape(state.shape[0], -1).float()).squeeze(-1)}
+
+    @override(ValueFunctionAPI)
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Tensor:
+        return self.denormalize(self._forward(batch)[NORMALIZED_VF_PREDS])
+
+    def update_value_norm(self, targets: Tensor, mask: Tensor, reduce_fn=None) -> None:
+        """Folds the masked value targets into the running moments (no-op if disabled)."""
+        if not self.use_value_norm:
+            return
+        mean, var, count = advantages.update_running_moments(
+            self.value_norm_mean,
+            self.value_norm_var,
+            self.value_norm_count,
+            targets.detach(),
+            mask,
+            reduce_fn=reduce_fn,
+        )
+        self.value_norm_mean.copy_(mean)
+        self.value_norm_var.copy_(var)
+        self.value_norm_count.copy_(count)
+
+    def normalize(self, values: Tensor) -> Tensor:
+        """Reward units → the critic's output units."""
+        if not self.use_value_norm or self.value_norm_count <= 0:
+            return values
+        return advantages.normalize(values, self.value_norm_mean, self.value_norm_var)
+
+    def denormalize(self, values: Tensor) -> Tensor:
+        """The critic's output units → reward units."""
+        if not self.use_value_norm or self.value_norm_count <= 0:
+            return values
+        return advantages.denormalize(values, self.value_norm_mean, self.value_norm_var)
