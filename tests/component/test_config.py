@@ -65,7 +65,7 @@ def test_validate_rejects_several_learners_and_shared_modules():
     shared = _config().multi_agent(
         policies={"shared"}, policy_mapping_fn=lambda agent_id, episode, **kw: "shared"
     )
-    with pytest.raises(ValueError, match="share module 'shared'.*parameter sharing"):
+    with pytest.raises(ValueError, match=r"share module 'shared'.*parameter sharing"):
         shared.validate()
 
 
@@ -79,7 +79,7 @@ class _NoStateEnv(MultiAgentEnv):
 
 
 def test_validate_rejects_an_env_without_global_state():
-    with pytest.raises(ValueError, match="no usable global state.*PettingZooEnv"):
+    with pytest.raises(ValueError, match=r"no usable global state.*PettingZooEnv"):
         HATRPOConfig().environment(_NoStateEnv).validate()
 
 

@@ -11,7 +11,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import MaMuJoCoEnv, MPEEnv
 from rllib_hatrpo.torch.sequential_trpo import TorchSequentialUpdate
-from tests.component.conftest import make_config, runner_and_learner
+from tests.helpers import make_config, runner_and_learner
 
 pytestmark = pytest.mark.component
 
@@ -35,8 +35,11 @@ def spread():
     config = make_config(*SIMPLE_SPREAD, allocator="uniform", batch=300)
     runner, learner = runner_and_learner(config)
     # Two samples: the second one continues chunks of unfinished episodes.
-    return config, runner, learner, runner.sample(num_timesteps=130) + runner.sample(
-        num_timesteps=170
+    return (
+        config,
+        runner,
+        learner,
+        runner.sample(num_timesteps=130) + runner.sample(num_timesteps=170),
     )
 
 
@@ -98,8 +101,10 @@ def test_compound_ratio_is_the_product_of_committed_ratios(cheetah):
     for mid in agents:
         with torch.no_grad():
             out = modules[mid].forward_train(batch[mid])
-            dist = modules[mid].get_train_action_dist_cls().from_logits(
-                out[Columns.ACTION_DIST_INPUTS]
+            dist = (
+                modules[mid]
+                .get_train_action_dist_cls()
+                .from_logits(out[Columns.ACTION_DIST_INPUTS])
             )
             old_logp[mid] = dist.logp(batch[mid][Columns.ACTIONS])
     sweep = TorchSequentialUpdate(modules, batch, config)
@@ -113,8 +118,10 @@ def test_compound_ratio_is_the_product_of_committed_ratios(cheetah):
     for mid in committed:
         with torch.no_grad():
             out = modules[mid].forward_train(batch[mid])
-            dist = modules[mid].get_train_action_dist_cls().from_logits(
-                out[Columns.ACTION_DIST_INPUTS]
+            dist = (
+                modules[mid]
+                .get_train_action_dist_cls()
+                .from_logits(out[Columns.ACTION_DIST_INPUTS])
             )
             expected *= torch.exp(dist.logp(batch[mid][Columns.ACTIONS]) - old_logp[mid])
     torch.testing.assert_close(sweep.compound_ratio, expected, rtol=1e-5, atol=1e-6)
@@ -159,7 +166,9 @@ def test_rejected_and_guarded_steps_leave_parameters_unchanged(cheetah):
 @pytest.mark.parametrize("allocator", ["uniform", "kkt", "greedy"])
 def test_checkpoint_restore_continues_with_identical_learner_state(allocator, tmp_path):
     config = make_config(
-        *SIMPLE_SPREAD, allocator=allocator, batch=200,
+        *SIMPLE_SPREAD,
+        allocator=allocator,
+        batch=200,
         kl_allocator_config={"share_smoothing": 0.5} if allocator == "kkt" else {},
     )
     runner, learner = runner_and_learner(config)

@@ -103,7 +103,9 @@ def test_fisher_vector_product_equals_explicit_hessian(head):
 
     fvp = tr.fisher_vector_product(kl, params, damping)
     hessian = _explicit_hessian(functional, params)
-    v = torch.randn(hessian.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    v = torch.randn(
+        hessian.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
     torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-7, atol=1e-9)
 
 

@@ -1,9 +1,6 @@
-"""Shared helpers of the component tests: in-process sampling and learners (no Ray cluster),
-and one Ray instance per test module for the tests that build whole algorithms."""
+"""Helpers shared by the tests: small configs, in-process sampling and learners (no Ray cluster)."""
 
 from __future__ import annotations
-
-import pytest
 
 from rllib_hatrpo import HATRPOConfig
 
@@ -27,13 +24,3 @@ def runner_and_learner(config):
     runner = MultiAgentEnvRunner(config=config)
     learner = config.build_learner(spaces=runner.get_spaces())
     return runner, learner
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance shared by a test module (ray.init costs seconds)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield ray
-    ray.shutdown()
