@@ -27,6 +27,7 @@ TOTAL_KL_BUDGET = "total_kl_budget"
 KL_TOTAL = "kl_total"
 SKIPPED_STEPS = "skipped_steps"
 NUM_PROPOSALS = "num_proposals"
+NUM_SEARCH_DIRECTIONS = "num_search_directions"
 # Per episode (EnvRunner side).
 TEAM_EPISODE_RETURN_MEAN = "team_episode_return_mean"
 
@@ -48,7 +49,8 @@ def allocation_metrics(
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Returns (per-agent metrics keyed by module ID, per-iteration metrics).
 
-    ``sweep`` provides the counters ``num_proposals`` and ``num_skipped`` (guards that fired
+    ``sweep`` provides the counters ``num_proposals``, ``num_search_directions`` and
+    ``num_skipped`` (guards that fired
     in any trial). An agent that was never committed reports zero KL and improvement and rank −1.
     """
     per_agent: dict[str, dict[str, float]] = {}
@@ -70,5 +72,6 @@ def allocation_metrics(
         KL_TOTAL: sum(m[KL] for m in per_agent.values()),
         SKIPPED_STEPS: float(sweep.num_skipped),
         NUM_PROPOSALS: float(sweep.num_proposals),
+        NUM_SEARCH_DIRECTIONS: float(sweep.num_search_directions),
     }
     return per_agent, overall

@@ -71,6 +71,7 @@ class TorchSequentialUpdate:
         self._directions: dict[str, tr.SearchDirection] = {}
         self.num_proposals = 0
         self.num_skipped = 0
+        self.num_search_directions = 0  # conjugate-gradient solves: the dominant cost
 
     @property
     def agents(self) -> Sequence[str]:
@@ -153,6 +154,7 @@ class TorchSequentialUpdate:
 
     def _direction(self, agent: str) -> tr.SearchDirection:
         if agent not in self._directions:
+            self.num_search_directions += 1
             data, cfg = self._data[agent], self._config
             dist = self._dist(data.module, data.batch)
             surrogate = self._surrogate(dist.logp(data.actions), data.old_logp)
