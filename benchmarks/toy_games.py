@@ -8,13 +8,16 @@ From the repository root::
     python benchmarks/toy_games.py                      # the default campaign (see below)
     python benchmarks/toy_games.py --games differential --seeds 3 --iterations 40
     python benchmarks/toy_games.py --out results/toy_games_kl02 --kl-threshold 0.02
+    python benchmarks/toy_games.py --games differential --initial-log-std -2.3 \
+        --out results/toy_games_small_std     # start inside the local optimum's basin
+    python benchmarks/toy_games.py --report-only  # summary and plots from runs.csv only
 
 The default campaign is 3 games × 3 allocators × 10 seeds (90 runs) of 60 iterations of
 256 env steps each (15,360 env steps per run). On an idle 2-core machine with ``--workers 2``
-an iteration costs ≈0.25 s per run, so the campaign takes ≈12 minutes; on a shared, loaded
-machine two to three times that. Pilots showed why 60 is enough: the matrix-game policies are
-deterministic by iteration 20–40, and on the differential game every run has settled in its
-final region by iteration ≈40.
+an iteration costs ≈0.2–0.25 s per run, so the campaign takes ≈12 minutes; the first
+campaign took 1,906 s on a 2-core machine shared with other jobs (load average 3–7).
+Pilots showed why 60 is enough: the matrix-game policies are deterministic by iteration
+20–40, and on the differential game every run has settled in its final region by ≈40.
 It is resumable: every finished run is appended to ``<out>/runs.csv`` at once, and a run
 whose (game, allocator, seed) is already complete there is skipped, so an interrupted
 campaign continues where it stopped. The hyperparameters of a results folder are kept in
@@ -28,6 +31,12 @@ Games (every episode is one step, so the mean reward of a batch *is* the team re
   ≈ 1.040 at (5.19, 5.00), local optimum ≈ 0.950 at (1.12, 1.00). Each agent's Gaussian
   policy acts in [-1, 1], scaled by the env's ``action_scale`` (10).
 - ``climbing`` and ``penalty``: 3×3 cooperative matrix games (optimum 11 resp. 10).
+
+With the default initial log-std (−1: std ≈ 3.7 in played units) the differential-game
+policies see the whole surface; agent_0's mean then tends to leave the box, where every
+sample is clipped to a1 = 10 and R ≈ 1.0 is flat in a1 (no gradient back to a1 = 5.19). The
+table therefore also counts runs that beat the local optimum's value and runs that end at the
+edge; ``--initial-log-std`` (e.g. −2.3, std ≈ 1.0 played) starts inside the local basin.
 
 Per run and iteration (``runs.csv``): the batch's team return; the deterministic joint
 action after the update (Gaussian mean × action_scale, clipped like the env clips it; the
