@@ -72,6 +72,11 @@ def _connector_batch(learner, episodes):
     )
 
 
+def _tensor_batch(learner, episodes):
+    batch = _connector_batch(learner, episodes)
+    return {mid: {k: torch.as_tensor(v) for k, v in cols.items()} for mid, cols in batch.items()}
+
+
 def test_rows_of_all_agents_line_up_per_env_step(spread):
     """simple_spread's global state is the concatenation of the agents' observations, so
     every critic row must equal the agents' observation rows of the same env step."""
@@ -92,8 +97,7 @@ def test_rows_of_all_agents_line_up_per_env_step(spread):
 
 def test_compound_ratio_is_the_product_of_committed_ratios(cheetah):
     config, _, learner, episodes = cheetah
-    batch = _connector_batch(learner, episodes)
-    batch = {mid: {k: torch.as_tensor(v) for k, v in cols.items()} for mid, cols in batch.items()}
+    batch = _tensor_batch(learner, episodes)
     agents = [mid for mid in learner.module.keys() if mid != SHARED_CRITIC_ID]
     modules = {mid: learner.module[mid] for mid in agents}
     before = {mid: _weights(learner, mid) for mid in agents}
@@ -135,8 +139,7 @@ def test_compound_ratio_is_the_product_of_committed_ratios(cheetah):
 
 def test_rejected_and_guarded_steps_leave_parameters_unchanged(cheetah):
     config, _, learner, episodes = cheetah
-    batch = _connector_batch(learner, episodes)
-    batch = {mid: {k: torch.as_tensor(v) for k, v in cols.items()} for mid, cols in batch.items()}
+    batch = _tensor_batch(learner, episodes)
     agents = [mid for mid in learner.module.keys() if mid != SHARED_CRITIC_ID]
     modules = {mid: learner.module[mid] for mid in agents}
     before = {mid: _weights(learner, mid) for mid in agents}
