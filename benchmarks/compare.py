@@ -1,0 +1,296 @@
+"""Comparison of HATRPO (uniform), HATRPO-W (kkt), HATRPO-G (greedy) and RLlib's PPO.
+
+How to run
+----------
+From the repository root::
+
+    python benchmarks/compare.py --tasks halfcheetah_2x3 simple_spread --seeds 0 1 2
+    python benchmarks/compare.py --tasks simple_spread --env-steps 50000 --seeds 0 1
+    python benchmarks/compare.py --report-only                 # tables and plots only
+
+Each task is a tuned example (``tuned_examples/*/<task>.py``, its ``TASK``): every method
+trains that task's env, env config, sampler settings (``num_envs_per_env_runner`` envs in the
+trial's own process, ``rollout_fragment_length="auto"``), batch size, γ, λ, network sizes and
+seeds, to the same env-step budget (the task's ``env_steps`` unless ``--env-steps``). PPO is
+RLlib's built-in PPO with one module per agent (``TunedTask.ppo_config``). One Ray Tune
+experiment per task holds every (method, seed) trial, ``--max-concurrent-trials`` at once.
+
+Resuming: trials checkpoint every ``--checkpoint-every`` iterations; rerunning the same command
+restores the task's Tune experiment and continues unfinished or errored trials from their last
+checkpoints (finished ones are kept). ``campaign.json`` records each task's methods, seeds and
+budget, and a rerun with different ones stops with an error rather than mixing campaigns.
+
+Outputs in ``--out`` (default ``results/compare/``): ``tune/<task>/`` (Tune's folders),
+``curves.csv`` (every trial's per-iteration rows: task, method, seed, env_steps,
+team_return, ...), ``curves_<task>.png`` (team return against env steps, mean ± std over seeds
+per method), ``summary.csv`` and ``summary.md`` (the table, printed last).
+
+Table columns, per task and method (n seeds):
+
+- final team return: each run's mean over its last 10 % of iterations
+  (``rllib_hatrpo.tune_support.final_return``); mean ± std over seeds (population std);
+- steps to 99 %: the first env-step count at which the method's seed-mean curve reaches
+  99 % of the best method's final mean (R* − 0.01·|R*|); "—" if never;
+- gain vs uniform: (R_method − R_uniform) / |R_uniform| of the seed means, as the joint-budget
+  paper computes it; its mean over tasks is the last table;
+- seed variance: the variance over seeds of the final return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNED_EXAMPLES = ROOT / "tuned_examples"
+METHODS = ("uniform", "kkt", "greedy", "ppo")
+LABELS = {
+    "uniform": "HATRPO (uniform)",
+    "kkt": "HATRPO-W (kkt)",
+    "greedy": "HATRPO-G (greedy)",
+    "ppo": "RLlib PPO",
+}
+
+
+def load_tasks() -> dict[str, Any]:
+    """Every tuned example's ``TASK``, keyed by its name."""
+    tasks = {}
+    for path in sorted(TUNED_EXAMPLES.glob("*/*.py")):
+        spec = importlib.util.spec_from_file_location(f"tuned_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        task = getattr(module, "TASK", None)
+        if task is not None:
+            tasks[task.name] = task
+    return tasks
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def check_campaign(out: Path, task: str, plan: dict[str, Any]) -> None:
+    """Records ``plan`` for ``task`` in ``campaign.json``; refuses a different plan."""
+    path = out / "campaign.json"
+    campaign = json.loads(path.read_text()) if path.is_file() else {}
+    if task in campaign and campaign[task] != plan:
+        raise SystemExit(
+            f"--out {out}: task {task} was started with {campaign[task]}, not {plan}. Rerun "
+            "with the same --methods/--seeds/--env-steps, or choose another --out."
+        )
+    campaign[task] = plan
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(campaign, indent=2, sort_keys=True))
+
+
+def train_task(task: Any, args: argparse.Namespace) -> None:
+    """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
+    from ray import tune
+
+    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable
+
+    env_steps = args.env_steps or task.env_steps
+    plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
+    check_campaign(args.out, task.name, plan)
+    trainable = make_trainable(
+        task.build_trial_config, env_steps=env_steps, checkpoint_every=args.checkpoint_every
+    )
+    storage = str((args.out / "tune").absolute())
+    path = f"{storage}/{task.name}"
+    if tune.Tuner.can_restore(path):
+        print(f"{task.name}: resuming {path}", flush=True)
+        tuner = tune.Tuner.restore(
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                "method": tune.grid_search(list(args.methods)),
+                "seed": tune.grid_search(list(args.seeds)),
+            },
+            tune_config=tune.TuneConfig(
+                metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
+            ),
+            run_config=tune.RunConfig(
+                name=task.name,
+                storage_path=storage,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=2),
+                verbose=1,
+            ),
+        )
+    results = tuner.fit()
+    if results.errors:
+        print(f"{task.name}: {len(results.errors)} trial(s) errored; rerun to resume them.")
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def collect_curves(out: Path, tasks: list[str]) -> pd.DataFrame:
+    from rllib_hatrpo.tune_support import read_trials
+
+    frames = []
+    for task in tasks:
+        frame = read_trials(out / "tune" / task)
+        if not frame.empty:
+            frame.insert(0, "task", task)
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    curves = pd.concat(frames, ignore_index=True)
+    first = ["task", "method", "seed", "training_iteration", "env_steps", "team_return"]
+    return curves[first + [c for c in curves.columns if c not in first]]
+
+
+def mean_curve(runs: pd.DataFrame) -> pd.Series:
+    """The seed-mean team return per env-step count (only counts every seed reached)."""
+    table = runs.pivot_table(index="env_steps", columns="seed", values="team_return")
+    return table.dropna().mean(axis=1)
+
+
+def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
+    from rllib_hatrpo.tune_support import final_return
+
+    rows = []
+    for task, task_runs in curves.groupby("task", sort=False):
+        finals = {
+            method: np.array([final_return(run) for _, run in runs.groupby("seed")])
+            for method, runs in task_runs.groupby("method")
+        }
+        means = {method: float(np.mean(values)) for method, values in finals.items()}
+        best = max(means.values())
+        target = best - 0.01 * abs(best)
+        uniform = means.get("uniform", math.nan)
+        for method in [m for m in METHODS if m in finals]:
+            runs = task_runs[task_runs["method"] == method]
+            curve = mean_curve(runs)
+            reached = curve.index[curve.to_numpy() >= target]
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "seeds": len(finals[method]),
+                    "env_steps": int(runs.groupby("seed")["env_steps"].max().min()),
+                    "budget": env_steps.get(task, math.nan),
+                    "final_mean": means[method],
+                    "final_std": float(np.std(finals[method])),
+                    "seed_variance": float(np.var(finals[method])),
+                    "steps_to_99pct": float(reached[0]) if len(reached) else math.nan,
+                    "gain_vs_uniform": (means[method] - uniform) / abs(uniform),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    lines = [
+        "| task | method | seeds | env steps | final team return | steps to 99 % "
+        "| gain vs uniform | seed variance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary.itertuples():
+        steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
+        gain = "—" if row.method == "uniform" else f"{100 * row.gain_vs_uniform:+.1f} %"
+        lines.append(
+            f"| {row.task} | {LABELS[row.method]} | {row.seeds} | {row.env_steps:,} "
+            f"| {row.final_mean:,.1f} ± {row.final_std:,.1f} | {steps} | {gain} "
+            f"| {row.seed_variance:,.1f} |"
+        )
+    gains = summary[summary["method"] != "uniform"].groupby("method", sort=False)
+    lines += ["", "| method | mean gain vs uniform over tasks | tasks |", "|---|---|---|"]
+    for method, rows in gains:
+        lines.append(
+            f"| {LABELS[method]} | {100 * rows['gain_vs_uniform'].mean():+.1f} % | {len(rows)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_task(curves: pd.DataFrame, task: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from rllib_hatrpo.plotting import seed_band
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, method in enumerate(m for m in METHODS if m in set(curves["method"])):
+        runs = curves[curves["method"] == method]
+        per_seed = [
+            (run["env_steps"].to_numpy(float), run["team_return"].to_numpy(float))
+            for _, run in runs.dropna(subset=["team_return"])
+            .sort_values("env_steps")
+            .groupby("seed")
+        ]
+        grid, mean, std, _ = seed_band(per_seed)
+        ax.plot(grid, mean, color=f"C{i}", linewidth=2, label=f"{LABELS[method]} ({len(per_seed)})")
+        ax.fill_between(grid, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("team return (mean ± std over seeds)")
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def report(args: argparse.Namespace, tasks: list[str]) -> str:
+    campaign_file = args.out / "campaign.json"
+    campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
+    curves = collect_curves(args.out, tasks)
+    if curves.empty:
+        return f"No trial results under {args.out / 'tune'} yet."
+    curves.to_csv(args.out / "curves.csv", index=False)
+    for task, task_curves in curves.groupby("task"):
+        plot_task(task_curves, task, args.out / f"curves_{task}.png")
+    budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
+    summary = summarize(curves, budgets)
+    summary.to_csv(args.out / "summary.csv", index=False)
+    table = markdown(summary)
+    (args.out / "summary.md").write_text(table + "\n")
+    return table
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=None, help="tuned example names")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--env-steps", type=int, default=None, help="override every budget")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "compare")
+    parser.add_argument("--max-concurrent-trials", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=5)
+    parser.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs")
+    parser.add_argument("--report-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    available = load_tasks()
+    names = args.tasks or sorted(available)
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        raise SystemExit(f"--tasks: unknown {unknown}; tuned examples: {sorted(available)}")
+    if not args.report_only:
+        import ray
+
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+        for name in names:
+            train_task(available[name], args)
+    print(report(args, names))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

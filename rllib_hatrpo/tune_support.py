@@ -1,0 +1,167 @@
+"""Training under Ray Tune: one trial = one algorithm trained to an env-step budget, resumable.
+
+A Tune trial here is a *function* trainable, :func:`train_trial`, that builds any RLlib
+algorithm config (HATRPO with any allocator, or RLlib's PPO for comparison), restores it from
+the trial's last checkpoint when Tune resumes the trial, and reports one flat row per iteration
+(:func:`rllib_hatrpo.run_io.flatten_result`: ``env_steps``, ``team_return``, the allocation
+metrics, ...). The same trainable serves the tuned examples, the comparison benchmark and
+``hatrpo tune``, so their Tune folders all read back with :func:`read_trials`.
+
+Example::
+
+    from ray import tune
+    trainable = make_trainable(build_config, env_steps=100_000)
+    tuner = tune.Tuner(trainable, param_space={"method": tune.grid_search(["uniform", "kkt"]),
+                                               "seed": tune.grid_search([0, 1, 2])})
+
+``build_config(params)`` maps one trial's parameters to an unvalidated ``AlgorithmConfig``; it
+must be picklable (a module-level function or a method of a picklable object).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Name of the metric every trial reports as its team return (Tune's ``metric=``).
+TEAM_RETURN = "team_return"
+
+#: Fraction of a run's last iterations averaged into its final return.
+FINAL_FRACTION = 0.1
+
+
+def train_trial(
+    config: Mapping[str, Any],
+    *,
+    build_config: Callable[[Mapping[str, Any]], Any],
+    env_steps: int | None = None,
+    iterations: int | None = None,
+    checkpoint_every: int = 5,
+) -> None:
+    """Body of a Tune function trainable: trains ``build_config(params)`` until a budget.
+
+    Resumes from ``tune.get_checkpoint()`` (learner, allocator and RNG state, env-step
+    counters) when Tune restores the trial; checkpoints every ``checkpoint_every`` iterations
+    and at the end. A checkpoint that cannot be restored raises: the trial errors rather than
+    silently starting afresh.
+
+    Args:
+        config: The trial's parameters (Tune's resolved ``param_space``; Tune requires the
+            name ``config``).
+        build_config: The trial's parameters -> an ``AlgorithmConfig``.
+        env_steps: Stop once this many env steps were sampled (lifetime).
+        iterations: Stop after this many training iterations.
+        checkpoint_every: Iterations between checkpoints (the last one is always saved).
+    """
+    from ray import tune
+
+    from rllib_hatrpo.run_io import flatten_result
+
+    if env_steps is None and iterations is None:
+        raise ValueError("train_trial needs a budget: env_steps or iterations")
+    algo = build_config(config).build_algo()
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as path:
+                algo.restore_from_path(path)
+        agents = sorted(algo.config.policies)
+        while True:
+            _reset_iteration_timers(algo)
+            row = flatten_result(algo.train(), agents)
+            done = (env_steps is not None and row["env_steps"] >= env_steps) or (
+                iterations is not None and algo.iteration >= iterations
+            )
+            row = {key: value for key, value in row.items() if not _is_nan(value)}
+            if done or algo.iteration % checkpoint_every == 0:
+                with tempfile.TemporaryDirectory() as path:
+                    algo.save_to_path(path)
+                    tune.report(row, checkpoint=tune.Checkpoint.from_directory(path))
+            else:
+                tune.report(row)
+            if done:
+                return
+    finally:
+        algo.stop()
+
+
+def make_trainable(
+    build_config: Callable[[Mapping[str, Any]], Any],
+    *,
+    env_steps: int | None = None,
+    iterations: int | None = None,
+    checkpoint_every: int = 5,
+    resources_params: Mapping[str, Any] | None = None,
+) -> Any:
+    """:func:`train_trial` bound to a config builder and budget, with the trial's resources.
+
+    The resources are the algorithm's own request (driver, EnvRunners, learners) for the
+    config built from ``resources_params`` (default: an empty dict), so a trial fits on a
+    cluster node exactly as a plain ``algo.train()`` run would.
+    """
+    import functools
+
+    from ray import tune
+
+    config = build_config(dict(resources_params or {}))
+    resources = config.algo_class.default_resource_request(config)
+    body = functools.partial(
+        train_trial,
+        build_config=build_config,
+        env_steps=env_steps,
+        iterations=iterations,
+        checkpoint_every=checkpoint_every,
+    )
+    return tune.with_resources(body, resources)
+
+
+def read_trials(experiment: str | Path) -> pd.DataFrame:
+    """Learning curves of every trial of a Tune experiment folder, one row per iteration.
+
+    Columns: the trial's parameters (from ``params.json``), ``trial`` (its folder name) and the
+    reported metrics (from ``progress.csv``). Trials that reported nothing are left out.
+    """
+    frames = []
+    for params_file in sorted(Path(experiment).glob("*/params.json")):
+        progress = params_file.with_name("progress.csv")
+        if not progress.is_file() or progress.stat().st_size == 0:
+            continue
+        frame = pd.read_csv(progress)
+        if frame.empty:
+            continue
+        params = json.loads(params_file.read_text())
+        for key, value in params.items():
+            if isinstance(value, str | int | float | bool):
+                frame[key] = value
+        frame["trial"] = params_file.parent.name
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def final_return(curve: pd.DataFrame, fraction: float = FINAL_FRACTION) -> float:
+    """A run's final team return: the mean over its last ``fraction`` of iterations (≥ 1)."""
+    values = curve.sort_values("env_steps")[TEAM_RETURN].to_numpy(dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan
+    tail = max(1, math.ceil(fraction * values.size))
+    return float(values[-tail:].mean())
+
+
+def _reset_iteration_timers(algo: Any) -> None:
+    """Forgets RLlib's EMA timers so that each result holds this iteration's time only."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
+
+    for timer in (ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER):
+        algo.metrics.delete(TIMERS, timer, key_error=False)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
