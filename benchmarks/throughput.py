@@ -367,6 +367,73 @@ def pipeline(task: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------------------------
+# 4. Sampling throughput against the number of EnvRunners
+# --------------------------------------------------------------------------------------------
+
+
+def scaling(task: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Env steps/s of sampling alone (HATRPO actors) with 1, 2, ... remote EnvRunners.
+
+    For each count in ``--runners``: a uniform-HATRPO algorithm with that many EnvRunners ×
+    ``--num-envs`` envs samples ``--batch`` env steps through RLlib's own
+    ``synchronous_parallel_sample`` (as ``training_step`` does), once untimed, then
+    ``--iters`` timed times. No learning, so the figure is the sampler's ceiling for that
+    count on this machine.
+    """
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+
+    rows = []
+    for runners in args.runners:
+        algo = make_config("uniform", task, args, runners).build_algo()
+        group = algo.env_runner_group
+        for repeat in range(args.iters + 1):
+            t0 = time.perf_counter()
+            episodes = synchronous_parallel_sample(
+                worker_set=group, max_env_steps=args.batch, concat=True, _uses_new_env_runners=True
+            )
+            elapsed = time.perf_counter() - t0
+            steps = sum(len(e) for e in episodes)
+            if repeat:  # the first call is the warm-up
+                rows.append(
+                    _row(
+                        task,
+                        f"{runners} runners",
+                        "scaling",
+                        repeat - 1,
+                        iter_s=elapsed,
+                        env_steps=steps,
+                        env_runners=runners,
+                    )
+                )
+        print(
+            f"  {task} {runners} EnvRunner(s) × {args.num_envs} envs: "
+            f"{np.median([r['env_steps_per_s'] for r in rows[-args.iters :]]):.0f} steps/s",
+            flush=True,
+        )
+        algo.stop()
+    return rows
+
+
+def scaling_table(df: pd.DataFrame, tasks: list[str]) -> str:
+    hits = df[df.phase == "scaling"]
+    if hits.empty:
+        return "(not measured)"
+    counts = sorted(hits.env_runners.unique())
+    lines = [
+        "| task | " + " | ".join(f"{int(n)} EnvRunner(s)" for n in counts) + " |",
+        "|---|" + "---|" * len(counts),
+    ]
+    for task in tasks:
+        base = hits[(hits.task == task) & (hits.env_runners == counts[0])].env_steps_per_s.median()
+        cells = []
+        for n in counts:
+            rate = hits[(hits.task == task) & (hits.env_runners == n)].env_steps_per_s.median()
+            cells.append(f"{rate:.0f} (×{rate / base:.2f})")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _timed(fn: Callable, sink: list[float]) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -563,6 +630,11 @@ time| = {check:.4f} s.
 Ceilings (env steps/s, no learning):
 
 {ceilings_table(df, list(args.tasks))}
+
+Sampling alone (`synchronous_parallel_sample` of {args.batch} env steps, HATRPO actors)
+against the number of remote EnvRunners × {args.num_envs} envs, env steps/s (× the first):
+
+{scaling_table(df, list(args.tasks))}
 """
     path.write_text(text)
     return table
@@ -584,6 +656,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=1, help="driver torch threads")
     parser.add_argument("--learner-only", action="store_true", help="skip the Ray pipeline")
     parser.add_argument("--profile", action="store_true", help="cProfile one learner update")
+    parser.add_argument(
+        "--runners",
+        type=int,
+        nargs="*",
+        default=[1, 2, 4],
+        help="EnvRunner counts of the sampling-scaling phase (none: skip it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -607,7 +686,9 @@ def main(argv: list[str] | None = None) -> None:
         import ray
 
         ray.init(
-            num_cpus=len(args.methods) + 1,  # logical: one EnvRunner per method stays alive
+            # Logical CPUs: one EnvRunner per method stays alive; the scaling phase needs one
+            # per EnvRunner plus the driver.
+            num_cpus=max(len(args.methods), *args.runners, 0) + 1,
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
@@ -615,6 +696,9 @@ def main(argv: list[str] | None = None) -> None:
         for task in args.tasks:
             print(f"[{task}] pipeline: {', '.join(args.methods)}", flush=True)
             rows += pipeline(task, args)
+        for task in args.tasks if args.runners else []:
+            print(f"[{task}] sampling with {args.runners} EnvRunners", flush=True)
+            rows += scaling(task, args)
         ray.shutdown()
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "throughput.csv", index=False)
@@ -630,6 +714,7 @@ def main(argv: list[str] | None = None) -> None:
         time.perf_counter() - start,
     )
     print(f"\nCeilings (env steps/s):\n{ceilings_table(df, list(args.tasks))}")
+    print(f"\nSampling vs EnvRunners (env steps/s):\n{scaling_table(df, list(args.tasks))}")
     print(
         f"\nWrote {args.out / 'throughput.csv'} and {args.out / 'summary.md'}; "
         f"load average {loads[0]} -> {loads[1]}. Shared machine: compare ratios.\n"

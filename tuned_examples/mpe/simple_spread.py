@@ -29,7 +29,7 @@ TASK = TunedTask(
     name="simple_spread",
     env="mpe",
     env_config={"scenario": "simple_spread_v3"},
-    env_steps=200_000,
+    env_steps=100_000,
     training={
         "kl_threshold": 0.005,
         "actor_hidden_sizes": [128, 128],
