@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class TunedTask:
             "",
         ]
         lines += [f"- {method}: {value:,.1f}" for method, value in self.expected.items()]
-        return "\n".join([*lines, "", self.expected_note])
+        return "\n".join([*lines, "", textwrap.fill(self.expected_note, width=96)])
 
 
 def parse_args(task: TunedTask, argv: Sequence[str] | None = None) -> argparse.Namespace:
