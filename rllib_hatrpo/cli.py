@@ -1,30 +1,32 @@
-"""The ``hatrpo`` command line: train HATRPO on a multi-agent env, evaluate a checkpoint.
+"""The ``hatrpo`` command line: train HATRPO, resume a run, sweep with Tune, evaluate.
 
     hatrpo train --env mpe --allocator kkt --seeds 0 1 2 --stop-iters 50 --output runs/spread
+    hatrpo train --resume runs/spread --stop-iters 100
+    hatrpo tune --env mpe --allocators uniform kkt greedy --seeds 0 1 2 --output runs/sweep
     hatrpo evaluate runs/spread/seed_0/checkpoint --episodes 10
 
 ``hatrpo train`` prints one line per iteration and writes, per seed, ``OUTPUT/seed_<s>/``
 ``metrics.csv`` (one row per iteration, flushed as it goes), ``checkpoint/`` (replaced
 atomically), ``learning_curve.png`` and ``allocation.png``; with several seeds also
 ``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std over seeds).
-``hatrpo evaluate`` rebuilds only the actors and the env from a checkpoint (no Ray cluster,
-no learner, no EnvRunners) and runs episodes with deterministic actions.
+``hatrpo train --resume OUTPUT`` continues the unfinished seeds of such a run from their
+checkpoints (:mod:`rllib_hatrpo.resume`). ``hatrpo tune`` runs a Ray Tune sweep over
+allocator × KL budget × seed (:mod:`rllib_hatrpo.sweep`). ``hatrpo evaluate`` rebuilds only
+the actors and the env from a checkpoint (:mod:`rllib_hatrpo.evaluation`).
 
-This is the user-facing front end, so it prints; the library it calls does not. Usage errors
-(a bad flag value, an unknown env or allocator, a missing checkpoint) end with exit code 2,
-as argparse's own errors do. Ray is imported only once a command needs it.
+This module parses the arguments, dispatches, and runs the train loop. It is the user-facing
+front end, so it prints; the library it calls does not. Usage errors (a bad flag value, an
+unknown env or allocator, a missing or damaged checkpoint) end with exit code 2, as argparse's
+own errors do. Ray is imported only once a command needs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import json
 import math
 import os
-import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,16 +35,39 @@ from typing import Any
 
 import numpy as np
 
+from rllib_hatrpo.cli_common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    import_object,
+)
 from rllib_hatrpo.metrics import KL_TOTAL, LINE_SEARCH_ACCEPTED, TOTAL_KL_BUDGET
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "StopCriteria",
+    "UsageError",
+    "build_config",
+    "build_parser",
+    "main",
+    "progress_line",
+    "resolve_allocator",
+    "resolve_env",
+    "seed_summary",
+]
 
 DEFAULT_ENV = "mpe"
 DEFAULT_STOP_ITERS = 20
+#: Iterations between checkpoints of ``hatrpo train``: at most this many are lost to a crash.
+DEFAULT_CHECKPOINT_EVERY = 10
 ALLOCATOR_NAMES = ("uniform", "kkt", "greedy")
+#: RLlib's default cap on EnvRunner restarts (``AlgorithmConfig.max_num_env_runner_restarts``).
+DEFAULT_MAX_ENV_RUNNER_RESTARTS = 1000
 
 # The env flags and the env_config key each built-in env takes them as (absent: not taken).
 _ENV_FLAGS = ("scenario", "agent_conf", "agent_obsk", "continuous_actions")
@@ -53,14 +78,6 @@ _ENV_FLAG_KEYS: dict[str, dict[str, str]] = {
     "matrix_game": {"scenario": "game"},
 }
 _ENV_DEFAULT_CONFIG: dict[str, dict[str, Any]] = {"mpe": {"scenario": "simple_spread_v3"}}
-
-
-class UsageError(Exception):
-    """A bad command line: reported as ``argument <flag>: <message>``, exit code 2."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(f"argument {flag}: {message}")
-        self.flag = flag
 
 
 # --------------------------------------------------------------------------- the parser
@@ -123,7 +140,7 @@ def _hidden_sizes(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``hatrpo`` argument parser with its ``train`` and ``evaluate`` subcommands."""
+    """The ``hatrpo`` argument parser with its ``train``, ``tune`` and ``evaluate`` commands."""
     parser = argparse.ArgumentParser(
         prog="hatrpo",
         description="HATRPO with an allocated joint KL budget (uniform, kkt = HATRPO-W, "
@@ -131,19 +148,102 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train_parser(commands)
+    _add_tune_parser(commands)
     _add_evaluate_parser(commands)
     return parser
 
 
-def _add_train_parser(commands: Any) -> None:
+def _add_train_parser(commands: Any) -> argparse.ArgumentParser:
     p = commands.add_parser(
         "train",
-        help="train HATRPO, one run per seed",
+        help="train HATRPO, one run per seed (or resume a run)",
         description="Train HATRPO, one run per seed (sequentially). Writes "
         "OUTPUT/seed_<s>/{metrics.csv, checkpoint/, learning_curve.png, allocation.png}, and "
-        "with several seeds OUTPUT/summary.csv and OUTPUT/learning_curve.png.",
+        "with several seeds OUTPUT/summary.csv and OUTPUT/learning_curve.png. "
+        "--resume OUTPUT continues an interrupted run.",
     )
     p.set_defaults(run=_train, parser=p)
+    _add_env_arguments(p)
+    algo = p.add_argument_group("algorithm")
+    algo.add_argument(
+        "--allocator",
+        default="uniform",
+        metavar="NAME|MODULE:CLASS",
+        help="uniform (HATRPO), kkt (HATRPO-W), greedy (HATRPO-G) or package.module:Class "
+        "(a KLAllocator subclass); default: %(default)s",
+    )
+    algo.add_argument(
+        "--allocator-config",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help="allocator options, e.g. '{\"min_share\": 0.1}' for kkt",
+    )
+    algo.add_argument(
+        "--kl-threshold", type=_positive_float, metavar="X", help="δ per agent (default 0.01)"
+    )
+    algo.add_argument(
+        "--total-kl-budget",
+        type=_positive_float,
+        metavar="X",
+        help="δ_total, the joint budget (default: n · kl-threshold)",
+    )
+    _add_model_arguments(algo)
+    algo.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="S",
+        help="one run per seed, in OUTPUT/seed_<s>; default: 0",
+    )
+    _add_resource_arguments(p, default_env_runners=1)
+    stop = p.add_argument_group(
+        "stopping",
+        "Per seed; the first criterion met stops the run. Default: --stop-iters 20. With "
+        "--resume, stop flags replace the run's saved stop criteria.",
+    )
+    stop.add_argument("--stop-iters", type=_int_at_least(1), metavar="N", help="iterations")
+    stop.add_argument(
+        "--stop-timesteps", type=_int_at_least(1), metavar="N", help="env steps sampled"
+    )
+    stop.add_argument(
+        "--stop-return", type=_finite_float, metavar="R", help="team return (mean per episode)"
+    )
+    stop.add_argument(
+        "--time-budget-s",
+        type=_positive_float,
+        metavar="S",
+        help="wall-clock seconds of training (a resumed run counts its earlier time)",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="run directory (default: runs/<env>-<allocator>-<date>-<time>)",
+    )
+    out.add_argument(
+        "--checkpoint-every",
+        type=_int_at_least(0),
+        default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N",
+        help="also checkpoint every N iterations, what --resume restarts from (0: only at the "
+        "end and on Ctrl-C); default: %(default)s",
+    )
+    out.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (an earlier --output) with its saved flags: each "
+        "unfinished seed restarts from its last checkpoint and appends to its metrics.csv. "
+        "Only stop flags, --num-cpus, --checkpoint-every and the EnvRunner restart flags may "
+        "change, e.g. --resume RUN_DIR --stop-iters 100",
+    )
+    return p
+
+
+def _add_env_arguments(p: argparse.ArgumentParser) -> None:
     env = p.add_argument_group("environment")
     env.add_argument(
         "--env",
@@ -172,55 +272,29 @@ def _add_train_parser(commands: Any) -> None:
         metavar="JSON",
         help="more env_config keys, merged last, e.g. '{\"max_cycles\": 50}'",
     )
-    algo = p.add_argument_group("algorithm")
-    algo.add_argument(
-        "--allocator",
-        default="uniform",
-        metavar="NAME|MODULE:CLASS",
-        help="uniform (HATRPO), kkt (HATRPO-W), greedy (HATRPO-G) or package.module:Class "
-        "(a KLAllocator subclass); default: %(default)s",
-    )
-    algo.add_argument(
-        "--allocator-config",
-        type=_json_object,
-        default={},
-        metavar="JSON",
-        help="allocator options, e.g. '{\"min_share\": 0.1}' for kkt",
-    )
-    algo.add_argument(
-        "--kl-threshold", type=_positive_float, metavar="X", help="δ per agent (default 0.01)"
-    )
-    algo.add_argument(
-        "--total-kl-budget",
-        type=_positive_float,
-        metavar="X",
-        help="δ_total, the joint budget (default: n · kl-threshold)",
-    )
-    algo.add_argument(
+
+
+def _add_model_arguments(group: Any) -> None:
+    group.add_argument(
         "--train-batch-size",
         type=_int_at_least(1),
         metavar="N",
         help="env steps per iteration (train_batch_size_per_learner; default 4000)",
     )
-    algo.add_argument(
+    group.add_argument(
         "--hidden-sizes",
         type=_hidden_sizes,
         metavar="N,N",
         help="hidden layers of the actors and the critic (default 128,128)",
     )
-    algo.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        metavar="S",
-        help="one run per seed, in OUTPUT/seed_<s>; default: 0",
-    )
-    res = p.add_argument_group("resources")
+
+
+def _add_resource_arguments(p: argparse.ArgumentParser, default_env_runners: int) -> None:
+    res = p.add_argument_group("resources and fault tolerance")
     res.add_argument(
         "--num-env-runners",
         type=_int_at_least(0),
-        default=1,
+        default=default_env_runners,
         metavar="N",
         help="remote EnvRunners (0: sample in the driver); default: %(default)s",
     )
@@ -235,39 +309,155 @@ def _add_train_parser(commands: Any) -> None:
         "--num-cpus",
         type=_int_at_least(1),
         metavar="N",
-        help="CPUs of the local Ray instance (default: num-env-runners + 1); not used when "
-        "Ray already runs or RAY_ADDRESS names a cluster",
+        help="CPUs of the local Ray instance (default: train: num-env-runners + 1, tune: all); "
+        "not used when Ray already runs or RAY_ADDRESS names a cluster",
     )
-    stop = p.add_argument_group(
-        "stopping", "Per seed; the first criterion met stops the run. Default: --stop-iters 20."
+    res.add_argument(
+        "--restart-failed-env-runners",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --num-env-runners > 0: when an EnvRunner process dies, Ray recreates it, "
+        "training goes on with the others meanwhile and the new one gets the current weights "
+        "(RLlib's fault_tolerance); --no-restart-failed-env-runners stops the run instead. "
+        "Default: on",
     )
-    stop.add_argument("--stop-iters", type=_int_at_least(1), metavar="N", help="iterations")
-    stop.add_argument(
+    res.add_argument(
+        "--max-env-runner-restarts",
+        type=_int_at_least(0),
+        default=DEFAULT_MAX_ENV_RUNNER_RESTARTS,
+        metavar="N",
+        help="restarts allowed per EnvRunner; default: %(default)s",
+    )
+
+
+def _add_tune_parser(commands: Any) -> argparse.ArgumentParser:
+    p = commands.add_parser(
+        "tune",
+        help="sweep allocator × KL budget × seed with Ray Tune",
+        description="Sweep allocator × KL budget × seed with Ray Tune: a grid by default, or "
+        "--num-samples KL values drawn log-uniformly per allocator and seed; optionally ASHA "
+        "early stopping. Writes OUTPUT/tune/ (Tune's experiment), OUTPUT/curves.csv (every "
+        "trial's iterations: method, seed, kl, env_steps, team_return, ...) and "
+        "OUTPUT/summary.csv (one row per trial). Rerunning the same command resumes it.",
+    )
+    p.set_defaults(run=_tune, parser=p)
+    _add_env_arguments(p)
+    sweep = p.add_argument_group("sweep")
+    sweep.add_argument(
+        "--allocators",
+        nargs="+",
+        default=list(ALLOCATOR_NAMES),
+        metavar="NAME",
+        help="allocators to compare (uniform, kkt, greedy, package.module:Class); "
+        "default: %(default)s",
+    )
+    sweep.add_argument(
+        "--allocator-configs",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help='options per allocator, e.g. \'{"kkt": {"min_share": 0.1}}\'',
+    )
+    sweep.add_argument(
+        "--kl-param",
+        choices=("kl_threshold", "total_kl_budget"),
+        default="kl_threshold",
+        help="the KL hyperparameter swept: δ per agent or the joint δ_total; default: %(default)s",
+    )
+    sweep.add_argument(
+        "--kl-values",
+        type=_positive_float,
+        nargs="+",
+        metavar="X",
+        help="grid of KL values (default: 0.01 for kl_threshold; required for "
+        "total_kl_budget unless --num-samples)",
+    )
+    sweep.add_argument(
+        "--num-samples",
+        type=_int_at_least(1),
+        metavar="N",
+        help="random search: N KL values per allocator and seed, drawn log-uniformly from "
+        "--kl-range (instead of --kl-values)",
+    )
+    sweep.add_argument(
+        "--kl-range",
+        type=_positive_float,
+        nargs=2,
+        default=[0.001, 0.05],
+        metavar=("LOW", "HIGH"),
+        help="log-uniform range of --num-samples; default: %(default)s",
+    )
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S", help="default: 0")
+    _add_model_arguments(sweep)
+    budget = p.add_argument_group("budget per trial (default: --stop-iters 20)")
+    budget.add_argument("--stop-iters", type=_int_at_least(1), metavar="N", help="iterations")
+    budget.add_argument(
         "--stop-timesteps", type=_int_at_least(1), metavar="N", help="env steps sampled"
     )
-    stop.add_argument(
-        "--stop-return", type=_finite_float, metavar="R", help="team return (mean per episode)"
+    budget.add_argument(
+        "--checkpoint-every",
+        type=_int_at_least(1),
+        default=5,
+        metavar="N",
+        help="checkpoint every N iterations and at the end (what a resumed trial restarts "
+        "from); default: %(default)s",
     )
-    stop.add_argument(
-        "--time-budget-s", type=_positive_float, metavar="S", help="wall-clock seconds"
+    sched = p.add_argument_group("early stopping")
+    sched.add_argument(
+        "--scheduler",
+        choices=("fifo", "asha"),
+        default="fifo",
+        help="asha: stop trials whose team return lags (ASHAScheduler); default: %(default)s",
     )
-    out = p.add_argument_group("output")
-    out.add_argument(
+    sched.add_argument(
+        "--asha-time-attr",
+        choices=("env_steps", "training_iteration"),
+        help="ASHA's time axis (default: env_steps with --stop-timesteps, else training_iteration)",
+    )
+    sched.add_argument(
+        "--grace-period",
+        type=_int_at_least(1),
+        metavar="T",
+        help="ASHA: time before a trial can be stopped (default: 1 iteration)",
+    )
+    sched.add_argument(
+        "--max-t", type=_int_at_least(1), metavar="T", help="ASHA: max time (default: budget)"
+    )
+    sched.add_argument(
+        "--reduction-factor",
+        type=_positive_float,
+        default=4.0,
+        metavar="X",
+        help="ASHA: keep 1/X of the trials at each rung; default: %(default)s",
+    )
+    _add_resource_arguments(p, default_env_runners=0)
+    trials = p.add_argument_group("trials and output")
+    trials.add_argument(
+        "--max-concurrent-trials",
+        type=_int_at_least(1),
+        metavar="N",
+        help="trials at once (default: as many as the CPUs allow)",
+    )
+    trials.add_argument(
+        "--max-failures",
+        type=_int_at_least(0),
+        default=2,
+        metavar="N",
+        help="retries of a failed trial from its last checkpoint; default: %(default)s",
+    )
+    trials.add_argument(
         "--output",
+        "--storage-path",
+        dest="output",
         type=Path,
         metavar="DIR",
-        help="run directory (default: runs/<env>-<allocator>-<date>-<time>)",
+        help="results folder (default: runs/tune-<env>); the same command with the same "
+        "folder resumes the sweep",
     )
-    out.add_argument(
-        "--checkpoint-every",
-        type=_int_at_least(0),
-        default=0,
-        metavar="N",
-        help="also checkpoint every N iterations (default 0: only at the end)",
-    )
+    return p
 
 
-def _add_evaluate_parser(commands: Any) -> None:
+def _add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
     p = commands.add_parser(
         "evaluate",
         help="run a checkpoint's policies for a few episodes",
@@ -306,6 +496,7 @@ def _add_evaluate_parser(commands: Any) -> None:
         metavar="N",
         help="record at most N frames; default: %(default)s",
     )
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,25 +540,11 @@ class StopCriteria:
         return None
 
 
-def _import_object(spec: str, flag: str) -> Any:
-    """Imports ``package.module:Name`` (``Name`` may be dotted)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UsageError(flag, f"expected package.module:Name, got {spec!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(flag, f"cannot import {spec!r}: {err}") from err
-    return obj
-
-
 def resolve_env(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
     """(env class or registered name, env_config, short name for the run directory)."""
     flags = {name: getattr(args, name) for name in _ENV_FLAGS if getattr(args, name) is not None}
     if ":" in args.env:
-        env = _import_object(args.env, "--env")
+        env = import_object(args.env, "--env")
         if not callable(env):
             raise UsageError("--env", f"{args.env!r} is not a class or function")
         if not isinstance(env, type):
@@ -405,24 +582,9 @@ def resolve_env(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
 
 def resolve_allocator(args: argparse.Namespace) -> tuple[Any, str]:
     """(the ``kl_allocator`` value, its short name); checks --allocator-config against it."""
-    from rllib_hatrpo.kl_allocation import KLAllocator, make_allocator
+    from rllib_hatrpo.kl_allocation import make_allocator
 
-    if args.allocator in ALLOCATOR_NAMES:
-        allocator, label = args.allocator, args.allocator
-    elif ":" in args.allocator:
-        allocator = _import_object(args.allocator, "--allocator")
-        if not (isinstance(allocator, type) and issubclass(allocator, KLAllocator)):
-            raise UsageError(
-                "--allocator",
-                f"{args.allocator!r} is not a subclass of rllib_hatrpo.kl_allocation.KLAllocator",
-            )
-        label = allocator.__name__
-    else:
-        raise UsageError(
-            "--allocator",
-            f"unknown allocator {args.allocator!r}; choose one of {', '.join(ALLOCATOR_NAMES)} "
-            "or give package.module:Class",
-        )
+    allocator, label = allocator_from_name(args.allocator, "--allocator")
     try:
         make_allocator(allocator, args.allocator_config)
     except (TypeError, ValueError) as err:
@@ -430,8 +592,37 @@ def resolve_allocator(args: argparse.Namespace) -> tuple[Any, str]:
     return allocator, label
 
 
+def allocator_from_name(name: str, flag: str) -> tuple[Any, str]:
+    """(the ``kl_allocator`` value, its short name) of a built-in name or package.module:Class.
+
+    Raises:
+        UsageError: An unknown name, or a class that is not a ``KLAllocator`` (names ``flag``).
+    """
+    from rllib_hatrpo.kl_allocation import KLAllocator
+
+    if name in ALLOCATOR_NAMES:
+        return name, name
+    if ":" in name:
+        allocator = import_object(name, flag)
+        if not (isinstance(allocator, type) and issubclass(allocator, KLAllocator)):
+            raise UsageError(
+                flag, f"{name!r} is not a subclass of rllib_hatrpo.kl_allocation.KLAllocator"
+            )
+        return allocator, allocator.__name__
+    raise UsageError(
+        flag,
+        f"unknown allocator {name!r}; choose one of {', '.join(ALLOCATOR_NAMES)} or give "
+        "package.module:Class",
+    )
+
+
 def build_config(args: argparse.Namespace, env: Any, env_config: dict, allocator: Any) -> Any:
-    """The ``HATRPOConfig`` the flags describe (not yet validated, no seed)."""
+    """The ``HATRPOConfig`` the flags describe (not yet validated, no seed).
+
+    Reads ``allocator_config``, ``kl_threshold``, ``total_kl_budget``, ``train_batch_size``,
+    ``hidden_sizes``, ``num_env_runners``, ``num_envs_per_env_runner``,
+    ``restart_failed_env_runners`` and ``max_env_runner_restarts`` from ``args``.
+    """
     from rllib_hatrpo import HATRPOConfig
 
     training: dict[str, Any] = {
@@ -455,6 +646,12 @@ def build_config(args: argparse.Namespace, env: Any, env_config: dict, allocator
             num_envs_per_env_runner=args.num_envs_per_env_runner,
         )
         .training(**training)
+        .fault_tolerance(
+            # A dead EnvRunner is recreated by Ray (actor max_restarts) and re-synced by
+            # Algorithm.restore_env_runners before the next iteration; the others sample on.
+            restart_failed_env_runners=args.restart_failed_env_runners,
+            max_num_env_runner_restarts=args.max_env_runner_restarts,
+        )
     )
 
 
@@ -466,16 +663,15 @@ def _stop_criteria(args: argparse.Namespace) -> StopCriteria:
 
 
 def _train(args: argparse.Namespace) -> int:
+    resuming = args.resume is not None
+    if resuming:
+        args = _resumed_args(args)
     if len(set(args.seeds)) != len(args.seeds):
         raise UsageError("--seeds", f"seeds repeat: {args.seeds}")
     allocator, allocator_label = resolve_allocator(args)
     env, env_config, env_label = resolve_env(args)
     output = args.output or Path("runs") / f"{env_label}-{allocator_label}-{_timestamp()}"
-    for seed in args.seeds:
-        if (output / f"seed_{seed}" / "metrics.csv").exists():
-            raise UsageError(
-                "--output", f"{output} already holds a run of seed {seed}; choose a new directory"
-            )
+    plans = _resume_plans(output, args.seeds) if resuming else _check_new_run(output, args.seeds)
     stop = _stop_criteria(args)
     config = build_config(args, env, env_config, allocator)
     try:
@@ -487,18 +683,27 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     output.mkdir(parents=True, exist_ok=True)
-    _write_args(output, args, env_config)
+    if resuming:
+        from rllib_hatrpo.resume import record_resume
+
+        record_resume(output, vars(args), args.argv)
+    else:
+        _write_args(output, args, env_config)
     print(
         f"HATRPO on {env_label} {env_config}, allocator {allocator_label}, "
         f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {_describe(stop)}; "
-        f"writing to {output}",
+        f"{'resuming' if resuming else 'writing to'} {output}",
         flush=True,
     )
+    for plan in plans.values():
+        if plan is not None and plan.note:
+            print(plan.note, flush=True)
     started_ray = _init_ray(args.num_cpus or args.num_env_runners + 1)
     try:
         csvs = []
         for seed in args.seeds:
-            csv_path, interrupted = _train_seed(config, seed, output / f"seed_{seed}", stop, args)
+            run_dir = output / f"seed_{seed}"
+            csv_path, interrupted = _train_seed(config, seed, run_dir, stop, args, plans[seed])
             csvs.append(csv_path)
             if interrupted:
                 print("interrupted: stopping after this seed", flush=True)
@@ -511,6 +716,45 @@ def _train(args: argparse.Namespace) -> int:
             import ray
 
             ray.shutdown()
+
+
+def _check_new_run(output: Path, seeds: Sequence[int]) -> dict[int, None]:
+    """Refuses an output directory that already holds a run of one of the seeds."""
+    for seed in seeds:
+        if (output / f"seed_{seed}" / "metrics.csv").exists():
+            raise UsageError(
+                "--output",
+                f"{output} already holds a run of seed {seed}; choose a new directory, or "
+                f"continue that run with --resume {output}",
+            )
+    return dict.fromkeys(seeds)
+
+
+def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags of the run in ``args.resume`` with the changes this command line allows."""
+    from rllib_hatrpo.resume import load_run_record, merge_flags
+
+    record = load_run_record(args.resume)
+    defaults = vars(args.parser.parse_args([]))
+    merged = merge_flags(record["flags"], _given_flags(args.argv[2:]), defaults, args.resume)
+    return argparse.Namespace(**merged, run=args.run, parser=args.parser, argv=args.argv)
+
+
+def _given_flags(train_argv: Sequence[str]) -> dict[str, Any]:
+    """The ``hatrpo train`` flags given in ``train_argv``, without the defaults of the others."""
+    parser = _add_train_parser(argparse.ArgumentParser().add_subparsers())
+    # argparse has no public way to tell a given flag from a default: drop the defaults.
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(train_argv))
+    return {key: value for key, value in given.items() if key not in ("run", "parser")}
+
+
+def _resume_plans(output: Path, seeds: Sequence[int]) -> dict[int, Any]:
+    """Per seed: the checkpoint it continues from (checked before Ray starts)."""
+    from rllib_hatrpo.resume import plan_seed
+
+    return {seed: plan_seed(output / f"seed_{seed}", seed) for seed in seeds}
 
 
 def _timestamp() -> str:
@@ -552,11 +796,11 @@ def _write_args(output: Path, args: argparse.Namespace, env_config: dict) -> Non
     (output / "args.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
-def _init_ray(num_cpus: int) -> bool:
+def _init_ray(num_cpus: int | None) -> bool:
     """Starts Ray unless it already runs; returns whether this call started (or joined) it.
 
     Under ``ray job submit`` (RAY_ADDRESS set) ``ray.init()`` joins that cluster; a local
-    instance gets ``num_cpus`` and no dashboard.
+    instance gets ``num_cpus`` (None: all of the machine's) and no dashboard.
     """
     import ray
 
@@ -569,57 +813,88 @@ def _init_ray(num_cpus: int) -> bool:
     return True
 
 
-def _reset_iteration_timers(algo: Any) -> None:
-    """Makes the result's sampling and learner timers this iteration's, not a running EMA.
-
-    ``Algorithm.metrics.log_time`` reduces with an EMA (coefficient 0.01) over the whole run,
-    so after the first iteration ``result["timers"]`` barely moves; a fresh stats object per
-    iteration holds exactly this iteration's time.
-    """
-    from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
-
-    for timer in (ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER):
-        algo.metrics.delete(TIMERS, timer, key_error=False)
-
-
 def _train_seed(
-    config: Any, seed: int, run_dir: Path, stop: StopCriteria, args: argparse.Namespace
+    config: Any,
+    seed: int,
+    run_dir: Path,
+    stop: StopCriteria,
+    args: argparse.Namespace,
+    plan: Any = None,
 ) -> tuple[Path, bool]:
-    """Trains one seed; returns (its metrics.csv, whether Ctrl-C interrupted it)."""
-    from rllib_hatrpo.run_io import MetricsCsv, flatten_result, save_checkpoint_atomically
+    """Trains one seed, or continues it (``plan``: a ``resume.SeedResume``).
+
+    Returns:
+        (its metrics.csv, whether Ctrl-C interrupted it).
+    """
+    from rllib_hatrpo.resume import restore_seed
+    from rllib_hatrpo.run_io import save_checkpoint_atomically
 
     algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
-    agents = sorted(algo.config.policies)
-    csv_path, checkpoint = run_dir / "metrics.csv", run_dir / "checkpoint"
+    csv_path = run_dir / "metrics.csv"
     rows: list[dict[str, float]] = []
-    interrupted, failed = False, True
+    restored, interrupted, failed = 0, False, True
     print(f"seed {seed}: {run_dir}", flush=True)
     try:
-        with MetricsCsv(csv_path, agents) as csv:
-            start = time.monotonic()
-            while True:
-                _reset_iteration_timers(algo)
-                row = flatten_result(algo.train(), agents)
-                csv.append(row)
-                rows.append(row)
-                print(progress_line(row, agents, seed), flush=True)
-                reason = stop.reason(row, time.monotonic() - start)
-                if reason:
-                    print(f"seed {seed}: stopped at {reason}", flush=True)
-                    break
-                if args.checkpoint_every and algo.iteration % args.checkpoint_every == 0:
-                    save_checkpoint_atomically(algo, checkpoint)
+        rows = restore_seed(algo, plan) if plan is not None else []
+        restored = len(rows)
+        reason = stop.reason(rows[-1], rows[-1]["time_total_s"]) if rows else None
+        if rows:
+            print(f"seed {seed}: restored iteration {restored} from {plan.checkpoint}", flush=True)
+        if reason:
+            print(f"seed {seed}: already finished ({reason}); nothing to train", flush=True)
+        else:
+            _train_iterations(algo, csv_path, seed, stop, args, rows)
         failed = False
     except KeyboardInterrupt:
         interrupted, failed = True, False
     finally:
-        if rows and not failed:
-            save_checkpoint_atomically(algo, checkpoint)
+        if len(rows) > restored and not failed:
+            save_checkpoint_atomically(algo, run_dir / "checkpoint")
         algo.stop()
         if rows:
             _plot_seed(csv_path, run_dir, f"seed {seed}")
     print(f"seed {seed}: {_seed_result(rows)}; wrote {run_dir}/", flush=True)
     return csv_path, interrupted
+
+
+def _train_iterations(
+    algo: Any,
+    csv_path: Path,
+    seed: int,
+    stop: StopCriteria,
+    args: argparse.Namespace,
+    rows: list[dict[str, float]],
+) -> None:
+    """Trains until a stop criterion, appending each iteration to ``rows`` and ``csv_path``.
+
+    ``rows`` holds the iterations restored from a checkpoint (empty for a new run): the CSV
+    is appended to, and the time of those iterations counts towards ``time_total_s`` and the
+    time budget (a restored Algorithm counts its time from 0).
+    """
+    from rllib_hatrpo.run_io import (
+        MetricsCsv,
+        flatten_result,
+        reset_iteration_timers,
+        save_checkpoint_atomically,
+    )
+
+    agents = sorted(algo.config.policies)
+    earlier_s = rows[-1]["time_total_s"] if rows else 0.0
+    with MetricsCsv(csv_path, agents, append=bool(rows)) as csv:
+        start = time.monotonic()
+        while True:
+            reset_iteration_timers(algo)
+            row = flatten_result(algo.train(), agents)
+            row["time_total_s"] += earlier_s
+            csv.append(row)
+            rows.append(row)
+            print(progress_line(row, agents, seed), flush=True)
+            reason = stop.reason(row, earlier_s + time.monotonic() - start)
+            if reason:
+                print(f"seed {seed}: stopped at {reason}", flush=True)
+                return
+            if args.checkpoint_every and algo.iteration % args.checkpoint_every == 0:
+                save_checkpoint_atomically(algo, csv_path.parent / "checkpoint")
 
 
 def progress_line(row: dict[str, float], agents: Sequence[str], seed: int | None = None) -> str:
@@ -703,281 +978,48 @@ def _write_seed_summary(output: Path, seeds: Sequence[int], csvs: list[Path], la
     )
 
 
+# --------------------------------------------------------------------------- tune
+
+
+def _tune(args: argparse.Namespace) -> int:
+    """``hatrpo tune``: checks the flags, starts Ray and runs the sweep (rllib_hatrpo.sweep)."""
+    from rllib_hatrpo import sweep
+
+    env, env_config, env_label = resolve_env(args)
+    output = args.output or Path("runs") / f"tune-{env_label}"
+    builder = sweep.builder_from_args(args, env, env_config)
+    try:
+        for config in sweep.example_configs(args, builder):
+            config.validate()  # before Ray starts: errors name the config field to change
+    except (ValueError, TypeError) as err:
+        print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    sweep.check_same_sweep(output, args)
+    started_ray = _init_ray(args.num_cpus)
+    try:
+        return sweep.run_sweep(args, builder, output, env_label)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
 # --------------------------------------------------------------------------- evaluate
 
 
-@dataclasses.dataclass
-class CheckpointPolicies:
-    """The actors of a HATRPO checkpoint and what is needed to run them in its env."""
-
-    path: Path
-    config: dict[str, Any]  # the algorithm config's state (AlgorithmConfig.get_state())
-    modules: dict[str, Any]  # module ID -> RLModule (the learner's copy)
-
-    def module_for(self, agent: str) -> Any:
-        """The module that acts for ``agent`` (the config's policy mapping)."""
-        mapping = self.config.get("policy_mapping_fn")
-        mid = mapping(agent, None) if callable(mapping) else agent
-        return self.modules[mid]
-
-
-def _checkpoint_dir(path: Path) -> Path:
-    """``path`` itself, or ``path/checkpoint`` if given a seed's run directory."""
-    path = path.expanduser()
-    if (
-        not (path / "rllib_checkpoint.json").is_file()
-        and (path / "checkpoint" / "rllib_checkpoint.json").is_file()
-    ):
-        return path / "checkpoint"
-    return path
-
-
-def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
-    """Loads the config and the actor modules of a HATRPO checkpoint, without Ray running.
-
-    Reads ``class_and_ctor_args.pkl`` (the algorithm's config) and each actor from
-    ``learner_group/learner/rl_module/<module_id>`` with ``RLModule.from_checkpoint``; the
-    critic, the learner and the EnvRunners are not built.
-
-    Raises:
-        UsageError: ``path`` is not a HATRPO checkpoint or cannot be read (names the path).
-    """
-    path = _checkpoint_dir(Path(path))
-    where = f"{path} (resolved: {path.resolve()})" if not path.is_absolute() else str(path)
-    if not path.is_dir():
-        raise UsageError("CHECKPOINT", f"no checkpoint directory at {where}")
-    meta_file = path / "rllib_checkpoint.json"
-    if not meta_file.is_file():
-        raise UsageError(
-            "CHECKPOINT", f"{where} is not an RLlib checkpoint (no rllib_checkpoint.json)"
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-        with (path / meta["class_and_ctor_args_file"]).open("rb") as f:
-            ctor = pickle.load(f)
-        config = ctor["ctor_args_and_kwargs"][0][0]
-        algo_class = ctor["class"]
-    except Exception as err:  # any unreadable file: report it, never train from scratch
-        raise UsageError(
-            "CHECKPOINT", f"cannot read the checkpoint at {where}: {type(err).__name__}: {err}"
-        ) from err
-    from rllib_hatrpo.hatrpo import HATRPO
-
-    if not (isinstance(algo_class, type) and issubclass(algo_class, HATRPO)):
-        raise UsageError("CHECKPOINT", f"{where} holds a {algo_class!r}, not a HATRPO checkpoint")
-    if not isinstance(config, dict) or not config.get("policies"):
-        raise UsageError("CHECKPOINT", f"{where}: its config names no policies")
-    if config.get("_env_to_module_connector") or config.get("_module_to_env_connector"):
-        # Their observation/action transforms are not rebuilt here: refuse rather than run
-        # the actors on inputs they were not trained on.
-        raise UsageError(
-            "CHECKPOINT",
-            f"{where} was trained with custom env-to-module or module-to-env connectors, which "
-            "`hatrpo evaluate` does not rebuild; restore it with HATRPO.from_checkpoint(...)",
-        )
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    module_root = path / "learner_group" / "learner" / "rl_module"
-    modules = {}
-    for mid in sorted(config["policies"]):
-        try:
-            modules[mid] = RLModule.from_checkpoint(module_root / mid)
-        except Exception as err:  # missing or corrupted module files
-            raise UsageError(
-                "CHECKPOINT",
-                f"cannot load module {mid!r} from {module_root / mid}: {type(err).__name__}: {err}",
-            ) from err
-        modules[mid].eval()
-    return CheckpointPolicies(path=path, config=config, modules=modules)
-
-
-def make_env(config: dict[str, Any], render: bool = False) -> Any:
-    """Creates the checkpoint's env (with ``render_mode="rgb_array"`` if ``render``)."""
-    from ray.rllib.env.env_context import EnvContext
-
-    env_desc, env_config = config.get("env"), dict(config.get("env_config") or {})
-    if render:
-        env_config["render_mode"] = "rgb_array"
-    if isinstance(env_desc, str):
-        env_desc = _env_creator(env_desc)
-    if not callable(env_desc):
-        raise UsageError("CHECKPOINT", f"its config has no env to build (env={env_desc!r})")
-    try:
-        return env_desc(EnvContext(env_config, worker_index=0))
-    except (ValueError, TypeError) as err:
-        if render:
-            raise UsageError("--render", f"the env cannot render to RGB frames: {err}") from err
-        raise
-
-
-def _env_creator(name: str) -> Callable[..., Any]:
-    """A built-in env name, a ``package.module:Factory`` path or a name registered with Tune."""
-    from rllib_hatrpo.envs import ENV_CLASSES
-
-    if name in ENV_CLASSES:
-        return ENV_CLASSES[name]
-    if ":" in name:
-        return _import_object(name, "CHECKPOINT")
-    from ray.tune.registry import ENV_CREATOR, _global_registry
-
-    if not _global_registry.contains(ENV_CREATOR, name):
-        raise UsageError(
-            "CHECKPOINT",
-            f"its env {name!r} is a name registered with ray.tune.register_env in the training "
-            "process; `hatrpo evaluate` cannot rebuild it",
-        )
-    return _global_registry.get(ENV_CREATOR, name)
-
-
-def _act(module: Any, obs: Any, explore: bool) -> np.ndarray:
-    import torch
-    from ray.rllib.core.columns import Columns
-
-    batch = {Columns.OBS: torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
-    with torch.no_grad():
-        if explore:
-            out = module.forward_exploration(batch)
-            dist = module.get_exploration_action_dist_cls().from_logits(
-                out[Columns.ACTION_DIST_INPUTS]
-            )
-        else:
-            out = module.forward_inference(batch)
-            dist = (
-                module.get_inference_action_dist_cls()
-                .from_logits(out[Columns.ACTION_DIST_INPUTS])
-                .to_deterministic()
-            )
-        return dist.sample()[0].numpy()
-
-
-def _to_env_action(action: np.ndarray, space: Any, config: dict[str, Any]) -> Any:
-    """As RLlib's NormalizeAndClipActions connector: unsquash, or clip, Box actions."""
-    from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
-
-    if config.get("normalize_actions", True):
-        return unsquash_action(action, space)
-    if config.get("clip_actions", False):
-        return clip_action(action, space)
-    return action
-
-
-def run_episodes(
-    policies: CheckpointPolicies,
-    env: Any,
-    episodes: int,
-    seed: int | None = 0,
-    explore: bool = False,
-    frames: list[np.ndarray] | None = None,
-    max_frames: int = 0,
-) -> list[float]:
-    """Runs ``episodes`` episodes; returns each one's team return.
-
-    The team return sums the team reward, which every agent receives (the package's env
-    contract); the first agent's reward is taken. If ``frames`` is a list, the first episode's
-    ``env.render()`` frames are appended to it (at most ``max_frames``).
-    """
-    import torch
-
-    if seed is not None:
-        torch.manual_seed(seed)
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=None if seed is None else seed + episode)
-        record = frames is not None and episode == 0
-        if record:
-            _record(env, frames, max_frames)
-        total, done = 0.0, False
-        while not done:
-            actions = {}
-            for agent, agent_obs in obs.items():
-                module = policies.module_for(agent)
-                action = _act(module, agent_obs, explore)
-                actions[agent] = _to_env_action(action, module.action_space, policies.config)
-            obs, rewards, terminateds, truncateds, _ = env.step(actions)
-            total += float(next(iter(rewards.values()), 0.0))
-            done = bool(terminateds.get("__all__") or truncateds.get("__all__"))
-            if record:
-                _record(env, frames, max_frames)
-        returns.append(total)
-    return returns
-
-
-def _record(env: Any, frames: list[np.ndarray], max_frames: int) -> None:
-    if len(frames) >= max_frames:
-        return
-    frame = env.render()
-    if not (isinstance(frame, np.ndarray) and frame.ndim == 3):
-        raise UsageError(
-            "--render",
-            f"{type(env).__name__}.render() returned {type(frame).__name__}, not an RGB frame",
-        )
-    frames.append(frame)
-
-
-def _render_fps(env: Any, default: float = 30.0) -> float:
-    """The env's ``metadata["render_fps"]``, looked up through wrapper layers."""
-    seen, todo = set(), [env]
-    while todo:
-        obj = todo.pop(0)
-        if obj is None or id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        fps = (getattr(obj, "metadata", None) or {}).get("render_fps")
-        if fps:
-            return float(fps)
-        todo += [getattr(obj, name, None) for name in ("env", "single_agent_env", "unwrapped")]
-    return default
-
-
-def _check_video_path(path: Path) -> None:
-    suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise UsageError("--render", f"the file must end in .gif or .mp4, got {path}")
-    if suffix == ".mp4" and not any(_importable(m) for m in ("imageio_ffmpeg", "av")):
-        raise UsageError(
-            "--render",
-            "writing MP4 needs imageio with an FFmpeg backend (pip install imageio-ffmpeg) or "
-            "PyAV (pip install av); or give a .gif path",
-        )
-    if suffix == ".mp4" and not _importable("imageio"):
-        raise UsageError("--render", "writing MP4 needs imageio (pip install imageio)")
-
-
-def _importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
-    """Writes RGB frames as a GIF (imageio, else matplotlib's PillowWriter) or an MP4."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".mp4":
-        import imageio.v3 as iio
-
-        iio.imwrite(path, np.stack(frames), fps=fps)
-        return
-    if _importable("imageio"):
-        import imageio.v3 as iio
-
-        iio.imwrite(path, np.stack(frames), duration=1000.0 / fps, loop=0)  # ms per frame
-        return
-    from matplotlib.animation import PillowWriter
-    from matplotlib.figure import Figure
-
-    height, width = frames[0].shape[:2]
-    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_axis_off()
-    image = ax.imshow(frames[0])
-    writer = PillowWriter(fps=fps)
-    with writer.saving(fig, str(path), dpi=100):
-        for frame in frames:
-            image.set_data(frame)
-            writer.grab_frame()
-
-
 def _evaluate(args: argparse.Namespace) -> int:
+    from rllib_hatrpo.evaluation import (
+        check_video_path,
+        load_checkpoint_policies,
+        make_env,
+        render_fps,
+        run_episodes,
+        write_video,
+    )
+
     if args.render is not None:
-        _check_video_path(args.render)
+        check_video_path(args.render)
         if not os.environ.get("DISPLAY"):
             # Headless: MuJoCo's default GLFW backend needs a display; EGL renders without.
             os.environ.setdefault("MUJOCO_GL", "egl")
@@ -1001,7 +1043,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         flush=True,
     )
     if frames:
-        write_video(frames, args.render, _render_fps(env))
+        write_video(frames, args.render, render_fps(env))
         print(f"wrote {args.render} ({len(frames)} frames of episode 1)")
     return EXIT_OK
 

@@ -62,7 +62,7 @@ def train_trial(
     """
     from ray import tune
 
-    from rllib_hatrpo.run_io import flatten_result
+    from rllib_hatrpo.run_io import flatten_result, reset_iteration_timers
 
     if env_steps is None and iterations is None:
         raise ValueError("train_trial needs a budget: env_steps or iterations")
@@ -74,7 +74,7 @@ def train_trial(
                 algo.restore_from_path(path)
         agents = sorted(algo.config.policies)
         while True:
-            _reset_iteration_timers(algo)
+            reset_iteration_timers(algo)
             row = flatten_result(algo.train(), agents)
             done = (env_steps is not None and row["env_steps"] >= env_steps) or (
                 iterations is not None and algo.iteration >= iterations
@@ -153,14 +153,6 @@ def final_return(curve: pd.DataFrame, fraction: float = FINAL_FRACTION) -> float
         return math.nan
     tail = max(1, math.ceil(fraction * values.size))
     return float(values[-tail:].mean())
-
-
-def _reset_iteration_timers(algo: Any) -> None:
-    """Forgets RLlib's EMA timers so that each result holds this iteration's time only."""
-    from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
-
-    for timer in (ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER):
-        algo.metrics.delete(TIMERS, timer, key_error=False)
 
 
 def _is_nan(value: Any) -> bool:

@@ -1,0 +1,120 @@
+"""``hatrpo tune``: a Tune sweep over allocator × KL × seed that writes CSVs and resumes.
+
+``main`` leaves a Ray instance it did not start running: the module-scoped ``ray_session``
+(tests/conftest.py, 2 CPUs) serves the sweep's trials.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rllib_hatrpo.cli import build_parser, main
+from rllib_hatrpo.sweep import asha_settings, param_space
+
+pytestmark = pytest.mark.component
+
+SWEEP = [
+    "tune",
+    "--env",
+    "differential_game",
+    "--allocators",
+    "uniform",
+    "kkt",
+    "--seeds",
+    "0",
+    "--train-batch-size",
+    "200",
+    "--num-envs-per-env-runner",
+    "2",
+    "--stop-iters",
+    "2",
+    "--checkpoint-every",
+    "1",
+    "--max-concurrent-trials",
+    "2",
+]
+
+
+def _progress_files(output):
+    """Each trial's progress.csv (Tune rewrites them on restore: compare their contents)."""
+    return {p: p.read_text() for p in (output / "tune").glob("*/progress.csv")}
+
+
+def test_sweep_writes_curves_and_summary_and_resumes(ray_session, tmp_path, capsys):
+    """Two trials (uniform, kkt) of 2 iterations, then the same command again.
+
+    About 35 s on 2 cores shared with other jobs (135 s when they are saturated): Tune starts a
+    process per trial, then restores the experiment.
+    """
+    output = tmp_path / "sweep"
+    assert main([*SWEEP, "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "best trial: method" in out
+    curves = pd.read_csv(output / "curves.csv")
+    first = ["method", "seed", "kl_threshold", "training_iteration", "env_steps", "team_return"]
+    assert list(curves.columns[: len(first)]) == first
+    for method in ("uniform", "kkt"):
+        runs = curves[curves["method"] == method]
+        assert runs["training_iteration"].tolist() == [1, 2]
+        assert runs["env_steps"].tolist() == [200, 400]
+        assert (runs["kl_threshold"] == 0.01).all() and runs["team_return"].notna().all()
+    summary = pd.read_csv(output / "summary.csv")
+    assert sorted(summary["method"]) == ["kkt", "uniform"]
+    assert (summary["iterations"] == 2).all() and summary["final_team_return"].notna().all()
+    trained = _progress_files(output)
+    assert len(trained) == 2
+
+    # The same command again restores the experiment: nothing is trained twice.
+    assert main([*SWEEP, "--output", str(output)]) == 0
+    assert "resuming the sweep" in capsys.readouterr().out
+    assert _progress_files(output) == trained
+    again = pd.read_csv(output / "curves.csv")
+    pd.testing.assert_frame_equal(again[first], curves[first])
+
+    # Another sweep in the same folder is refused before anything runs.
+    assert main([*SWEEP, "--output", str(output), "--seeds", "0", "1"]) == 2
+    assert "holds a sweep started with other flags" in capsys.readouterr().err
+
+
+def test_search_space_grid_random_and_asha_defaults():
+    from ray import tune
+
+    parse = build_parser().parse_args
+    grid = param_space(parse(["tune", "--kl-values", "0.005", "0.02", "--seeds", "1", "2"]))
+    assert grid["method"] == tune.grid_search(["uniform", "kkt", "greedy"])
+    assert grid["kl_threshold"] == tune.grid_search([0.005, 0.02])
+    assert grid["seed"] == tune.grid_search([1, 2])
+    random_space = param_space(
+        parse(["tune", "--num-samples", "4", "--kl-param", "total_kl_budget"])
+    )
+    sampler = random_space["total_kl_budget"]
+    assert isinstance(sampler, tune.search.sample.Float)
+    assert (sampler.lower, sampler.upper) == (0.001, 0.05)
+    args = parse(["tune", "--scheduler", "asha", "--stop-timesteps", "40000"])
+    assert asha_settings(args, batch_size=4000) == ("env_steps", 40000, 4000)
+    args = parse(["tune", "--scheduler", "asha", "--stop-iters", "30", "--grace-period", "5"])
+    assert asha_settings(args, batch_size=4000) == ("training_iteration", 30, 5)
+
+
+@pytest.mark.parametrize(
+    "flags, flag",
+    [
+        (["--allocators", "uniform", "fancy"], "--allocators"),
+        (["--allocators", "uniform", "uniform"], "--allocators"),
+        (
+            ["--allocator-configs", '{"greedy": {"min_share": 0.1}}', "--allocators", "kkt"],
+            "--allocator-configs",
+        ),
+        (["--allocator-configs", '{"kkt": {"bogus": 1}}'], "--allocator-configs"),
+        (["--kl-values", "0.01", "--num-samples", "3"], "--num-samples"),
+        (["--kl-param", "total_kl_budget"], "--kl-values"),
+        (["--num-samples", "3", "--kl-range", "0.1", "0.01"], "--kl-range"),
+        (["--grace-period", "3"], "--grace-period"),
+        (["--seeds", "1", "1"], "--seeds"),
+    ],
+)
+def test_tune_usage_errors_exit_2_naming_the_flag(tmp_path, capsys, flags, flag):
+    assert main(["tune", "--output", str(tmp_path / "out"), *flags]) == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
