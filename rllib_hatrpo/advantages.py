@@ -353,6 +353,7 @@ def clipped_value_loss(
     mask: Tensor,
     clip_param: float | None = 0.2,
     huber_delta: float | None = 10.0,
+    reduce_fn: ReduceFn | None = None,
 ) -> Tensor:
     """Clipped value loss with a Huber penalty, masked mean over valid rows (HARL's critic [3]).
 
@@ -374,6 +375,11 @@ def clipped_value_loss(
     no valid row the loss is 0 with zero gradient rather than an error, to avoid a host sync in
     the training loop.
 
+    With several learners (``reduce_fn`` given), Σ_t mask_t in the denominator runs over every
+    learner, so each learner returns its *partial* loss Σ_{t ∈ shard} loss_t / N_valid; the sum
+    of the partials (and of their gradients) over learners is the union batch's loss. A mean
+    of per-shard means, e.g. DDP averaging per-shard losses, would weight unequal shards wrongly.
+
     Args:
         values: V(s_t) from the critic being trained, shape [N], float, requires grad.
         old_values: V_old(s_t) predicted when the batch was collected, shape [N], float.
@@ -381,6 +387,8 @@ def clipped_value_loss(
         mask: shape [N], bool: True on valid rows.
         clip_param: c ≥ 0, or None for no clipping.
         huber_delta: δ > 0, or None for the squared error.
+        reduce_fn: sums the float64 ``[count]`` of valid rows across learners; None for a
+            single learner (the local count).
 
     Returns:
         0-dim loss tensor.
@@ -411,4 +419,7 @@ def clipped_value_loss(
     if clip_param is not None:
         clipped = old_values + torch.clamp(values - old_values, -clip_param, clip_param)
         loss = torch.maximum(loss, penalty(clipped))
-    return loss.sum() / valid.sum().clamp_min(1).to(loss.dtype)
+    if reduce_fn is None:
+        return loss.sum() / valid.sum().clamp_min(1).to(loss.dtype)
+    (count,) = _reduced_stats(valid.sum().double().reshape(1), reduce_fn).unbind()
+    return loss.sum() / count.clamp_min(1.0).to(loss.dtype)

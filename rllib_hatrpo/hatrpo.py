@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -48,6 +49,7 @@ from ray.rllib.utils.metrics import (
 from rllib_hatrpo.callbacks import TeamReturnCallback
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_config_checks import validate_hatrpo_config
+from rllib_hatrpo.torch.distributed import balanced_shards
 
 
 def agent_to_module(agent_id: str, episode: Any = None, **kwargs) -> str:
@@ -266,7 +268,7 @@ class HATRPO(Algorithm):
 
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
-                episodes=episodes,
+                **self._training_data(episodes),
                 timesteps={
                     NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                         (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
@@ -276,8 +278,25 @@ class HATRPO(Algorithm):
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
 
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            # Weights come from learner 0; with several learners all of them are identical
+            # (all-reduced update, replica check in the learner).
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
                 policies=sorted(self.config.policies),
                 inference_only=True,
             )
+
+    def _training_data(self, episodes: list) -> dict[str, Any]:
+        """``learner_group.update`` arguments: the episodes, or one whole-chunk shard each.
+
+        RLlib's own sharding cuts episodes to equal lengths, and a cut-off slice loses its
+        infos (the global state the critic reads) and gains an artificial truncation. Here
+        each learner gets whole chunks instead (one object ref per learner, which
+        ``LearnerGroup.update`` hands out one each); the shards may differ in size, which the
+        learners' all-reduced sums and counts account for exactly.
+        """
+        num_learners = self.config.num_learners
+        if num_learners <= 1:
+            return {"episodes": episodes}
+        shards = balanced_shards(episodes, num_learners)
+        return {"episodes_refs": [ray.put(shard) for shard in shards]}

@@ -99,10 +99,14 @@ def _validate_rllib_settings(c: Any) -> None:
         f"{c.minibatch_size!r}); the critic's passes are training(critic_epochs=..., "
         "critic_num_minibatches=...).",
     )
+    # HATRPO.training_step gives each learner whole episode chunks (one per env at least).
+    chunks = max(c.num_env_runners, 1) * c.num_envs_per_env_runner
     _require(
-        c.num_learners <= 1,
-        f"learners(num_learners={c.num_learners}) is not supported yet: the sequential "
-        "trust-region update runs on one learner (0 = in the driver, or 1 remote).",
+        c.num_learners <= chunks,
+        f"learners(num_learners={c.num_learners}) needs at least one episode chunk per "
+        f"learner, but an iteration samples from only {chunks} env(s) "
+        "(env_runners(num_env_runners=..., num_envs_per_env_runner=...)): use more envs "
+        "or fewer learners.",
     )
     _require(
         c.count_steps_by == "env_steps",

@@ -41,7 +41,8 @@ class HATRPOLearner(Learner):
         self.allocator: KLAllocator = make_allocator(
             self.config.kl_allocator, self.config.kl_allocator_config
         )
-        # Every learner draws the same agent orders: seeded from the config, checkpointed.
+        # Seeded from the config and checkpointed; with several learners the torch learner
+        # also broadcasts rank 0's state before every update, so all draw the same orders.
         self.order_rng = random.Random(self.config.seed)
 
     @property

@@ -28,6 +28,9 @@ KL_TOTAL = "kl_total"
 SKIPPED_STEPS = "skipped_steps"
 NUM_PROPOSALS = "num_proposals"
 NUM_SEARCH_DIRECTIONS = "num_search_directions"
+# Per iteration, only with several learners: max |weights − learner 0's| before the replica
+# sync (0.0 when the all-reduced update kept the learners identical).
+REPLICA_MAX_ABS_DIFF = "replica_max_abs_diff"
 # Per episode (EnvRunner side).
 TEAM_EPISODE_RETURN_MEAN = "team_episode_return_mean"
 

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: A function that turns a per-learner tensor into its mean over all learners (identity on one).
+#: Maps a per-learner tensor to its elementwise sum over all learners (identity on one learner).
+#: Each learner passes *partial* means (its shard's sum divided by the global count), so the
+#: sum is the union batch's mean, never a mean of per-shard means.
 ReduceFn = Callable[[Tensor], Tensor]
 #: Default CG stopping threshold on the squared residual rᵀr (as in the HARL reference code).
 DEFAULT_RESIDUAL_TOL = 1e-10
@@ -87,10 +89,12 @@ def fisher_vector_product(
 
     Args:
         mean_kl: 0-dim mean KL(π_old ‖ π_θ) evaluated at θ = θ_old, with its graph to
-            ``params`` attached (the old distribution detached).
+            ``params`` attached (the old distribution detached). With several learners, each
+            passes its shard's KL sum divided by the global row count.
         params: the policy parameters θ.
         damping: λ ≥ 0, added as λ·v; it keeps CG well-posed when F is singular.
-        reduce_fn: averages F v over learners before the damping is added (identity if None).
+        reduce_fn: sums F v over learners before the damping is added, which by linearity
+            of the Hessian gives the union batch's F v (identity if None).
 
     Returns:
         A function mapping a 1-D tensor v of size n_params to (F + λI) v.

@@ -9,6 +9,8 @@ every step (asserted here), and that alignment is what makes the element-wise
 
 Writes ``Postprocessing.ADVANTAGES`` (standardised over valid rows) into every actor's batch,
 and the critic's batch ``{OBS: global state, VALUE_TARGETS, VF_PREDS (old values), LOSS_MASK}``.
+With several learners the standardisation uses the mean and std of the union batch: the
+(sum, sum of squares, count) of every learner's shard are all-reduced.
 
 References:
     [1] Kuba et al., Trust Region Policy Optimisation in Multi-Agent RL, ICLR 2022.
@@ -28,6 +30,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from rllib_hatrpo import advantages
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import GLOBAL_STATE_KEY
+from rllib_hatrpo.torch.distributed import sum_reduce_fn
 
 
 class CentralCriticGAE(ConnectorV2):
@@ -86,7 +89,8 @@ class CentralCriticGAE(ConnectorV2):
             self.gamma,
             self.lambda_,
         )
-        adv = torch.where(mask, advantages.masked_standardize(adv, mask), torch.zeros_like(adv))
+        adv = advantages.masked_standardize(adv, mask, reduce_fn=sum_reduce_fn())
+        adv = torch.where(mask, adv, torch.zeros_like(adv))
         for mid in actor_ids:
             if not torch.equal(torch.as_tensor(batch[mid][Columns.LOSS_MASK], device=device), mask):
                 raise RuntimeError(f"Rows of module {mid!r} are not aligned with the env steps.")

@@ -16,6 +16,16 @@ q_i = g_iᵀF_i⁻¹g_i → ``natgrad_sq_norm``.
 This overrides RLlib's private ``TorchLearner._update`` hook (Ray 2.60); the component tests
 fail loudly if an upgrade changes it.
 
+Several learners (``num_learners > 1``): every learner runs this on its own shard and the
+update equals the single-learner update on the union batch. Sums and counts are all-reduced
+(:mod:`rllib_hatrpo.torch.distributed`): advantage moments (in the connector), value-norm
+moments, critic gradients (of partial losses with the global row count as denominator, summed
+by hand: DDP would average per-shard means), and, in the sweep, g_i, every Fisher-vector
+product and the line-search scalars. The modules are used ``unwrapped()``, so RLlib's DDP
+wrappers only broadcast rank 0's initial weights. The order RNG and the allocator state are
+broadcast from rank 0 before each update (``config.seed`` may be None), and the replicas are
+checked against rank 0 after it (metric ``replica_max_abs_diff``, 0 when they agree).
+
 References:
     [1] Kuba et al., Trust Region Policy Optimisation in Multi-Agent RL, ICLR 2022.
     [2] Zhong et al., Heterogeneous-Agent Reinforcement Learning, JMLR 25 (2024).
@@ -37,9 +47,11 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ALL_MODULES
 
 from rllib_hatrpo import advantages
+from rllib_hatrpo.advantages import ReduceFn
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_learner import HATRPOLearner
-from rllib_hatrpo.metrics import allocation_metrics
+from rllib_hatrpo.metrics import REPLICA_MAX_ABS_DIFF, allocation_metrics
+from rllib_hatrpo.torch import distributed
 from rllib_hatrpo.torch.sequential_trpo import TorchSequentialUpdate
 from rllib_hatrpo.torch.shared_critic_torch_rl_module import NORMALIZED_VF_PREDS
 
@@ -70,11 +82,16 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
 
     @override(TorchLearner)
     def _update(self, batch: dict[str, Any], **kwargs) -> tuple[Any, Any, Any]:
-        critic_loss = self._update_critic(batch[SHARED_CRITIC_ID])
+        reduce_fn = distributed.sum_reduce_fn()  # None on one learner: the unchanged path
+        if distributed.is_distributed():
+            self._sync_allocation_state()
+        critic_loss = self._update_critic(batch[SHARED_CRITIC_ID], reduce_fn)
         modules = {mid: self.module[mid].unwrapped() for mid in self.actor_ids}
-        sweep = TorchSequentialUpdate(modules, batch, self.config)
+        sweep = TorchSequentialUpdate(modules, batch, self.config, reduce_fn=reduce_fn)
         records = self.allocator.run(sweep, self.total_kl_budget, self.order_rng)
         per_agent, overall = allocation_metrics(records, sweep, self.total_kl_budget)
+        if reduce_fn is not None:
+            overall[REPLICA_MAX_ABS_DIFF] = self._sync_replicas()
         for mid, values in per_agent.items():
             self.metrics.log_dict(values, key=mid, window=1)
         self.metrics.log_dict(overall, key=ALL_MODULES, window=1)
@@ -82,28 +99,30 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
             logger.debug("HATRPO: %d agent steps skipped by the guards", overall["skipped_steps"])
         return {}, {SHARED_CRITIC_ID: critic_loss}, {}
 
-    def _update_critic(self, critic_batch: dict[str, Any]) -> torch.Tensor:
-        """``critic_epochs`` × ``critic_num_minibatches`` Adam steps on the clipped Huber loss."""
+    def _update_critic(
+        self, critic_batch: dict[str, Any], reduce_fn: ReduceFn | None = None
+    ) -> torch.Tensor:
+        """``critic_epochs`` × ``critic_num_minibatches`` Adam steps on the clipped Huber loss.
+
+        With ``reduce_fn`` (several learners) each learner's loss is its partial loss (the
+        global count of valid rows as denominator) and the gradients are summed over learners
+        before clipping, so every learner applies the union batch's gradient. Minibatches are
+        then the union of every learner's k-th chunk; only with ``critic_num_minibatches=1``
+        is that the single learner's update exactly.
+        """
         cfg = self.config
         critic = self.module[SHARED_CRITIC_ID].unwrapped()
         mask = critic_batch[Columns.LOSS_MASK]
         targets = critic_batch[Postprocessing.VALUE_TARGETS]
-        critic.update_value_norm(targets, mask)
+        critic.update_value_norm(targets, mask, reduce_fn=reduce_fn)
         norm_targets = critic.normalize(targets)
         norm_old_values = critic.normalize(critic_batch[Columns.VF_PREDS])
         losses = []
         for _ in range(cfg.critic_epochs):
-            minibatches = (
-                [slice(None)]
-                if cfg.critic_num_minibatches == 1
-                else torch.randperm(mask.shape[0], device=mask.device).chunk(
-                    cfg.critic_num_minibatches
-                )
-            )
-            for idx in minibatches:
-                preds = self.module[SHARED_CRITIC_ID].forward_train(
-                    {Columns.OBS: critic_batch[Columns.OBS][idx]}
-                )[NORMALIZED_VF_PREDS]
+            for idx in _critic_minibatches(mask, cfg.critic_num_minibatches, reduce_fn):
+                preds = critic.forward_train({Columns.OBS: critic_batch[Columns.OBS][idx]})[
+                    NORMALIZED_VF_PREDS
+                ]
                 loss = advantages.clipped_value_loss(
                     preds,
                     norm_old_values[idx],
@@ -111,8 +130,63 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
                     mask[idx],
                     clip_param=cfg.value_clip_param,
                     huber_delta=cfg.huber_delta,
+                    reduce_fn=reduce_fn,
                 )
                 grads = self.compute_gradients({SHARED_CRITIC_ID: loss})
+                if reduce_fn is not None:
+                    grads = self._summed_gradients(grads, reduce_fn)
                 self.apply_gradients(self.postprocess_gradients(grads))
                 losses.append(loss.detach())
-        return torch.stack(losses).mean()
+        mean_loss = torch.stack(losses).mean()
+        return mean_loss if reduce_fn is None else reduce_fn(mean_loss)
+
+    def _summed_gradients(self, grads: dict[Any, Any], reduce_fn: ReduceFn) -> dict[Any, Any]:
+        """The gradients summed over learners, in one collective over the flattened vector
+        (a missing gradient counts as zeros, so every learner sends the same layout)."""
+        params = {pid: self._params[pid] for pid in grads}
+        local = [torch.zeros_like(params[pid]) if g is None else g for pid, g in grads.items()]
+        total = reduce_fn(torch.cat([g.reshape(-1) for g in local]))
+        summed, offset = {}, 0
+        for pid, g in zip(grads, local, strict=True):
+            summed[pid] = total[offset : offset + g.numel()].view_as(g)
+            offset += g.numel()
+        return summed
+
+    def _sync_allocation_state(self) -> None:
+        """Gives every learner rank 0's order RNG and allocator state (same orders, same EMA),
+        also when ``config.seed`` is None and each learner seeded its RNG differently."""
+        rng_state, allocator_state = distributed.broadcast_object(
+            (self.order_rng.getstate(), self.allocator.get_state())
+        )
+        self.order_rng.setstate(rng_state)
+        self.allocator.set_state(allocator_state)
+
+    def _sync_replicas(self) -> float:
+        """Max |weights − rank 0's| over all modules (parameters and buffers), then synced."""
+        tensors = [
+            t
+            for mid in self.module.keys()
+            for t in self.module[mid].unwrapped().state_dict(keep_vars=True).values()
+            if torch.is_tensor(t) and t.is_floating_point()
+        ]
+        gap = distributed.sync_replicas(tensors)
+        if gap:
+            logger.warning("HATRPO learners differed from learner 0 by up to %g; synced.", gap)
+        return gap
+
+
+def _critic_minibatches(
+    mask: torch.Tensor, num_minibatches: int, reduce_fn: ReduceFn | None
+) -> list:
+    """Row indices of one critic epoch: the full batch, or a random split into chunks.
+
+    With several learners ``tensor_split`` always yields ``num_minibatches`` pieces (some may
+    be empty), so every learner issues the same number of collectives; ``chunk`` (kept for one
+    learner, whose results must not change) can yield fewer on a small shard.
+    """
+    if num_minibatches == 1:
+        return [slice(None)]
+    perm = torch.randperm(mask.shape[0], device=mask.device)
+    if reduce_fn is None:
+        return list(perm.chunk(num_minibatches))
+    return list(perm.tensor_split(num_minibatches))

@@ -10,6 +10,12 @@ the parameters untouched) and ``commit`` (write the step, update the compound ra
 Search directions are cached per agent until the next accepted commit changes M, so the
 KKT pre-pass direction of the first agent in the order is reused instead of being recomputed.
 
+Several learners (``reduce_fn`` given, see :mod:`rllib_hatrpo.torch.distributed`): every mean
+over rows is a partial mean Σ_{t ∈ shard} x_t / N_valid with N_valid the all-reduced count, and
+``reduce_fn`` sums g_i, every Fisher-vector product and the line-search scalars (ΔL, KL) over
+the learners. All of them are then the union batch's values, identical on every learner, and
+every branch (CG stop, guards, acceptance, the allocators' choices) is taken on them.
+
 References:
     [1] Kuba et al., Trust Region Policy Optimisation in Multi-Agent RL, ICLR 2022.
 """
@@ -46,14 +52,23 @@ class TorchSequentialUpdate:
         modules: ModuleID → (unwrapped) actor module, in the env's agent order.
         batch: the learner batch (every actor's rows aligned per env step).
         config: the HATRPOConfig (CG, damping and line-search settings).
+        reduce_fn: sums a tensor over learners; None on a single learner.
     """
 
-    def __init__(self, modules: dict[str, Any], batch: dict[str, Any], config: Any):
+    def __init__(
+        self,
+        modules: dict[str, Any],
+        batch: dict[str, Any],
+        config: Any,
+        reduce_fn: tr.ReduceFn | None = None,
+    ):
         self._config = config
+        self._reduce = reduce_fn
         first = next(iter(modules))
         self._mask = batch[first][Columns.LOSS_MASK].bool()
         self._advantages = batch[first][Postprocessing.ADVANTAGES].detach()
-        self._n_valid = self._mask.sum().clamp(min=1)
+        n_valid = self._mask.sum()
+        self._n_valid = (n_valid if reduce_fn is None else reduce_fn(n_valid)).clamp(min=1)
         self.compound_ratio = torch.ones_like(self._advantages)
         self._data: dict[str, _AgentData] = {}
         for mid, module in modules.items():
@@ -102,7 +117,7 @@ class TorchSequentialUpdate:
                 direction.cg_residual,
                 skipped=True,
             )
-        baseline = float(self._masked_mean(self.compound_ratio * self._advantages))
+        (baseline,) = self._union_floats(self._masked_mean(self.compound_ratio * self._advantages))
         last_logp: list[Tensor] = []
 
         def evaluate() -> tuple[float, float]:
@@ -112,7 +127,8 @@ class TorchSequentialUpdate:
                 last_logp[:] = [logp]
                 surrogate = self._surrogate(logp, data.old_logp)
                 kl = self._masked_mean(data.old_dist.kl(dist))
-            return float(surrogate) - baseline, float(kl)
+            surrogate_value, kl_value = self._union_floats(surrogate, kl)
+            return surrogate_value - baseline, kl_value
 
         step = tr.propose_step(
             data.params,
@@ -159,8 +175,10 @@ class TorchSequentialUpdate:
             dist = self._dist(data.module, data.batch)
             surrogate = self._surrogate(dist.logp(data.actions), data.old_logp)
             policy_grad = tr.flat_grad(surrogate, data.params, retain_graph=True)
+            if self._reduce is not None:
+                policy_grad = self._reduce(policy_grad)
             mean_kl = self._masked_mean(data.old_dist.kl(dist))
-            fvp = tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping)
+            fvp = tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping, self._reduce)
             self._directions[agent] = tr.natural_gradient_direction(
                 policy_grad, fvp, cfg.cg_iters, cfg.cg_residual_tol
             )
@@ -171,7 +189,14 @@ class TorchSequentialUpdate:
         return self._masked_mean(ratio * self.compound_ratio * self._advantages)
 
     def _masked_mean(self, x: Tensor) -> Tensor:
+        """Σ_t mask_t x_t / N_valid: the mean on one learner, a partial mean on several."""
         return torch.where(self._mask, x, torch.zeros_like(x)).sum() / self._n_valid
+
+    def _union_floats(self, *partial_means: Tensor) -> list[float]:
+        """The union batch's values of 0-dim partial means, in one collective."""
+        if self._reduce is None:
+            return [float(x) for x in partial_means]
+        return self._reduce(torch.stack([x.detach() for x in partial_means])).tolist()
 
     @staticmethod
     def _dist(module: Any, batch: dict[str, Any]) -> Any:

@@ -59,7 +59,7 @@ def test_validate_rejects_bad_values_naming_the_field(training, match):
         _config(**training).validate()
 
 
-def test_validate_rejects_several_learners_and_shared_modules():
+def test_validate_rejects_more_learners_than_envs_and_shared_modules():
     with pytest.raises(ValueError, match="num_learners"):
         _config().learners(num_learners=2).validate()
     shared = _config().multi_agent(
