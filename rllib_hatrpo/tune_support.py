@@ -147,6 +147,8 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
 
 def final_return(curve: pd.DataFrame, fraction: float = FINAL_FRACTION) -> float:
     """A run's final team return: the mean over its last ``fraction`` of iterations (≥ 1)."""
+    if TEAM_RETURN not in curve:  # no episode finished: train_trial reports no NaN values
+        return math.nan
     values = curve.sort_values("env_steps")[TEAM_RETURN].to_numpy(dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:

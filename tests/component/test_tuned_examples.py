@@ -1,0 +1,101 @@
+"""The tuned examples: every script's ``TASK`` builds valid configs, and ``--as-test`` can fail.
+
+Every ``tuned_examples/<suite>/<task>.py`` is imported as ``benchmarks/compare.py`` imports it.
+The ``--as-test`` check trains MPE simple_spread for two iterations of 400 env steps through
+Ray Tune on the module's shared Ray instance (``ray_session``, tests/conftest.py) and then
+re-reads the finished experiment (a rerun restores it instead of training again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from rllib_hatrpo.tuned_example import METHODS, TunedTask, run_tuned_example
+
+pytestmark = pytest.mark.component
+
+TUNED_EXAMPLES = Path(__file__).resolve().parents[2] / "tuned_examples"
+SCRIPTS = sorted(TUNED_EXAMPLES.glob("*/*.py"))
+TINY_BATCH = 400  # env steps per iteration of the --as-test runs: 16 MPE episodes of 25 steps
+
+
+def load_script(path: Path) -> ModuleType:
+    """Imports a tuned example script as a module (its ``__main__`` block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"tuned_example_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tuned_examples_exist():
+    names = {path.stem for path in SCRIPTS}
+    assert {"halfcheetah_2x3", "halfcheetah_6x1", "walker2d_2x3", "ant_4x2"} <= names
+    assert {"simple_spread", "simple_speaker_listener"} <= names
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_task_is_complete_and_documented(path):
+    task = load_script(path).TASK
+    assert isinstance(task, TunedTask)
+    assert task.name == path.stem
+    assert task.env_steps > 0
+    assert set(task.expected) <= set(METHODS), f"unknown methods in {task.name}.expected"
+    doc = load_script(path).__doc__
+    assert "{expected}" not in doc, "the docstring's {expected} was not formatted"
+    assert task.expected_text() in doc
+    assert f"{task.env_steps:,} env steps" in doc
+    for value in task.expected.values():
+        assert f"{value:,.1f}" in doc
+    if task.expected:
+        assert task.expected_note, f"{task.name}: expected numbers without a note on their origin"
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_config_validates(path, method):
+    task = load_script(path).TASK
+    config = task.config(method, seed=1)
+    config.validate()
+    assert config.train_batch_size_per_learner == task.training["train_batch_size_per_learner"]
+    assert config.num_envs_per_env_runner == task.num_envs_per_env_runner
+    if method != "ppo":
+        assert config.kl_allocator == method
+        assert config.kl_threshold == task.training["kl_threshold"]
+
+
+def test_as_test_without_expectation_exits_2(tmp_path):
+    base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
+    task = dataclasses.replace(base, expected={})
+    code = run_tuned_example(task, ["--as-test", "--storage-path", str(tmp_path)])
+    assert code == 2
+    assert not any(tmp_path.iterdir()), "nothing may be trained without an expectation"
+
+
+def test_as_test_fails_below_and_passes_above_the_threshold(ray_session, tmp_path, capsys):
+    """Two iterations of 400 env steps: 1e9 is out of reach (exit 1), -1e9 is met (exit 0)."""
+    base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
+    tiny = dataclasses.replace(
+        base,
+        env_steps=2 * TINY_BATCH,
+        training={**base.training, "train_batch_size_per_learner": TINY_BATCH},
+        episodes_for_smoothing=10,
+    )
+    argv = ["--as-test", "--storage-path", str(tmp_path), "--checkpoint-every", "1"]
+
+    unreachable = dataclasses.replace(tiny, expected={"uniform": 1e9})
+    assert run_tuned_example(unreachable, argv) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out
+    assert f"after {2 * TINY_BATCH:,} env steps" in out
+
+    # Same command line, same experiment folder: Tune restores the finished trial, no training.
+    reachable = dataclasses.replace(tiny, expected={"uniform": -1e9})
+    assert run_tuned_example(reachable, argv) == 0
+    out = capsys.readouterr().out
+    assert "(expected >= -1,000,000,000.00: ok)" in out
+    assert len(list(tmp_path.glob("simple_spread_uniform_800/*/params.json"))) == 1
