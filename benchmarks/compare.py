@@ -96,7 +96,7 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
 
-    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable
+    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable, restore_or_create_tuner
 
     env_steps = args.env_steps or task.env_steps
     plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
@@ -105,30 +105,19 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
         task.build_trial_config, env_steps=env_steps, checkpoint_every=args.checkpoint_every
     )
     storage = str((args.out / "tune").absolute())
-    path = f"{storage}/{task.name}"
-    if tune.Tuner.can_restore(path):
-        print(f"{task.name}: resuming {path}", flush=True)
-        tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={
-                "method": tune.grid_search(list(args.methods)),
-                "seed": tune.grid_search(list(args.seeds)),
-            },
-            tune_config=tune.TuneConfig(
-                metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
-            ),
-            run_config=tune.RunConfig(
-                name=task.name,
-                storage_path=storage,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=2),
-                verbose=1,
-            ),
-        )
+    tuner = restore_or_create_tuner(
+        storage,
+        task.name,
+        trainable,
+        max_failures=2,
+        param_space={
+            "method": tune.grid_search(list(args.methods)),
+            "seed": tune.grid_search(list(args.seeds)),
+        },
+        tune_config=tune.TuneConfig(
+            metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
+        ),
+    )
     results = tuner.fit()
     if results.errors:
         print(f"{task.name}: {len(results.errors)} trial(s) errored; rerun to resume them.")

@@ -291,7 +291,7 @@ def run_sweep(
     """
     from ray import tune
 
-    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable
+    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable, restore_or_create_tuner
 
     iterations, env_steps = budget(args)
     first = {"method": args.allocators[0], "seed": args.seeds[0]}
@@ -304,33 +304,24 @@ def run_sweep(
     )
     storage = str(output.absolute())
     path = os.path.join(storage, EXPERIMENT)
-    if tune.Tuner.can_restore(path):
-        print(f"resuming the sweep in {path}: finished trials are kept", flush=True)
-        tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        batch_size = builder(first).train_batch_size_per_learner
+    if not tune.Tuner.can_restore(path):
         print(f"sweep on {label}: {_describe(args)}; writing to {output}", flush=True)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(args),
-            tune_config=tune.TuneConfig(
-                metric=TEAM_RETURN,
-                mode="max",
-                num_samples=args.num_samples or 1,
-                max_concurrent_trials=args.max_concurrent_trials,
-                scheduler=_scheduler(args, batch_size),
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=EXPERIMENT,
-                storage_path=storage,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                verbose=1,
-            ),
-        )
+    tuner = restore_or_create_tuner(
+        storage,
+        EXPERIMENT,
+        trainable,
+        max_failures=args.max_failures,
+        label="the sweep",
+        param_space=param_space(args),
+        tune_config=tune.TuneConfig(
+            metric=TEAM_RETURN,
+            mode="max",
+            num_samples=args.num_samples or 1,
+            max_concurrent_trials=args.max_concurrent_trials,
+            scheduler=_scheduler(args, builder(first).train_batch_size_per_learner),
+            trial_dirname_creator=_trial_dirname,
+        ),
+    )
     results = tuner.fit()
     summary = write_results(Path(path), output, args.kl_param)
     print_table(summary, args.kl_param, output)

@@ -122,6 +122,47 @@ def make_trainable(
     return tune.with_resources(body, resources)
 
 
+def restore_or_create_tuner(
+    storage: str,
+    name: str,
+    trainable: Any,
+    *,
+    max_failures: int = 0,
+    label: str = "the Tune experiment",
+    **tuner_kwargs: Any,
+) -> Any:
+    """The Tune experiment ``storage/name``: restored if it exists, else a new ``Tuner``.
+
+    A restored experiment keeps its finished trials and continues unfinished and errored ones
+    from their last checkpoints (its original parameters and settings are kept: callers
+    guard against a changed plan). A new one keeps each trial's latest checkpoint only.
+
+    Args:
+        storage: Tune's storage path (a local folder or a URI).
+        name: The experiment's name (its folder under ``storage``).
+        trainable: The trainable (e.g. from :func:`make_trainable`).
+        max_failures: Retries of a failed trial from its last checkpoint.
+        label: What the "resuming ..." message calls the experiment.
+        **tuner_kwargs: ``param_space``, ``tune_config`` ... of a new ``tune.Tuner``.
+    """
+    from ray import tune
+
+    path = f"{storage.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        print(f"resuming {label} in {path}: finished trials are kept", flush=True)
+        return tune.Tuner.restore(
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        verbose=1,
+    )
+    return tune.Tuner(trainable, run_config=run_config, **tuner_kwargs)
+
+
 def read_trials(experiment: str | Path) -> pd.DataFrame:
     """Learning curves of every trial of a Tune experiment folder, one row per iteration.
 

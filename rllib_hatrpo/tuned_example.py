@@ -22,10 +22,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.tune_support import TEAM_RETURN, final_return, make_trainable, read_trials
+from rllib_hatrpo.tune_support import (
+    TEAM_RETURN,
+    final_return,
+    make_trainable,
+    read_trials,
+    restore_or_create_tuner,
+)
 
 #: Methods a comparison can train: the three allocators and RLlib's PPO.
 METHODS = ("uniform", "kkt", "greedy", "ppo")
+
+#: Settings every task shares, HATRPO and PPO alike (a task's ``training`` overrides them).
+COMMON_TRAINING: Mapping[str, Any] = {
+    "gamma": 0.99,
+    "lambda_": 0.95,
+    "train_batch_size_per_learner": 4000,
+}
+
+#: RLlib PPO settings of every task's PPO twin.
+PPO_TRAINING: Mapping[str, Any] = {"lr": 3e-4, "num_epochs": 5, "minibatch_size": 500}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +53,8 @@ class TunedTask:
         env: A registered env name of this package (``rllib_hatrpo.envs.ENV_CLASSES``).
         env_config: The env's config.
         env_steps: The stop criterion: env steps per run on a laptop-sized machine.
-        training: ``HATRPOConfig.training`` overrides (the tuned hyperparameters).
+        training: ``HATRPOConfig.training`` overrides (the tuned hyperparameters), on top of
+            :data:`COMMON_TRAINING`.
         expected: Method -> the final team return (mean of the last 10 % of iterations)
             that ``--as-test`` requires at ``env_steps``; methods without an entry are not
             checked.
@@ -56,7 +73,7 @@ class TunedTask:
     expected_note: str
     num_envs_per_env_runner: int = 4
     episodes_for_smoothing: int = 100
-    ppo_training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ppo_training: Mapping[str, Any] = dataclasses.field(default_factory=lambda: PPO_TRAINING)
 
     def config(
         self, method: str = "uniform", seed: int = 0, num_env_runners: int = 0, **training: Any
@@ -69,7 +86,7 @@ class TunedTask:
         else:
             from rllib_hatrpo import HATRPOConfig
 
-            config = HATRPOConfig().training(**{**self.training, "kl_allocator": method})
+            config = HATRPOConfig().training(**{**self.hatrpo_training, "kl_allocator": method})
         from rllib_hatrpo.callbacks import TeamReturnCallback
         from rllib_hatrpo.envs import ENV_CLASSES
 
@@ -95,11 +112,12 @@ class TunedTask:
         from rllib_hatrpo.envs import ENV_CLASSES
 
         agents = ENV_CLASSES[self.env](dict(self.env_config)).possible_agents
-        hidden = list(self.training.get("actor_hidden_sizes", [128, 128]))
+        training = self.hatrpo_training
+        hidden = list(training.get("actor_hidden_sizes", [128, 128]))
         shared = {
-            key: self.training[key]
+            key: training[key]
             for key in ("gamma", "lambda_", "train_batch_size_per_learner")
-            if key in self.training
+            if key in training
         }
         return (
             PPOConfig()
@@ -121,6 +139,28 @@ class TunedTask:
             params.pop("num_env_runners", 0),
             **params,
         )
+
+    @property
+    def hatrpo_training(self) -> dict[str, Any]:
+        """The task's HATRPO ``training`` settings: :data:`COMMON_TRAINING` + ``training``."""
+        return {**COMMON_TRAINING, **self.training}
+
+    def usage_text(self) -> str:
+        """The "How to run" section of the task's docstring."""
+        script = f"tuned_examples/{self.env}/{self.name}.py"
+        return f"""How to run
+----------
+From the repository root (``pip install -e ".[{self.env}]"`` first)::
+
+    python {script}                       # uniform, seed 0
+    python {script} --allocator kkt --seeds 0 1 2
+    python {script} --as-test             # exit 1 if short
+    RAY_ADDRESS=auto python {script} --num-env-runners 4 \\
+        --seeds 0 1 2 3 --stop-timesteps 2000000   # on a Ray cluster
+
+Training goes through Ray Tune (one trial per seed, checkpoints every 5 iterations); rerunning
+the same command resumes an interrupted experiment. Results land in
+``results/tuned_examples/``."""
 
     def expected_text(self) -> str:
         """The "Results to expect" paragraph of the task's docstring."""
@@ -200,29 +240,19 @@ def run_tuned_example(task: TunedTask, argv: Sequence[str] | None = None) -> int
     )
     name = f"{task.name}_{args.method}_{args.stop_timesteps}"
     path = os.path.join(args.storage_path, name)
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={
-                "method": args.method,
-                "seed": tune.grid_search(args.seeds),
-                "num_env_runners": args.num_env_runners,
-            },
-            tune_config=tune.TuneConfig(
-                metric=TEAM_RETURN,
-                mode="max",
-                max_concurrent_trials=args.max_concurrent_trials,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=args.storage_path,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
+    tuner = restore_or_create_tuner(
+        args.storage_path,
+        name,
+        trainable,
+        param_space={
+            "method": args.method,
+            "seed": tune.grid_search(args.seeds),
+            "num_env_runners": args.num_env_runners,
+        },
+        tune_config=tune.TuneConfig(
+            metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
+        ),
+    )
     tuner.fit()
     curves = read_trials(path)
     print(f"\n{task.name}, {args.method}, {args.stop_timesteps:,} env steps: {path}")

@@ -61,7 +61,9 @@ def test_config_validates(path, method):
     task = load_script(path).TASK
     config = task.config(method, seed=1)
     config.validate()
-    assert config.train_batch_size_per_learner == task.training["train_batch_size_per_learner"]
+    assert (
+        config.train_batch_size_per_learner == task.hatrpo_training["train_batch_size_per_learner"]
+    )
     assert config.num_envs_per_env_runner == task.num_envs_per_env_runner
     if method != "ppo":
         assert config.kl_allocator == method

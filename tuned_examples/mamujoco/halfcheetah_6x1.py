@@ -1,18 +1,6 @@
 """HATRPO on Multi-Agent MuJoCo HalfCheetah 6x1 (six agents, one joint each).
 
-How to run
-----------
-From the repository root (``pip install -e ".[mamujoco]"`` first)::
-
-    python tuned_examples/mamujoco/halfcheetah_6x1.py                    # uniform, seed 0
-    python tuned_examples/mamujoco/halfcheetah_6x1.py --allocator kkt --seeds 0 1 2
-    python tuned_examples/mamujoco/halfcheetah_6x1.py --as-test          # exit 1 if short
-    RAY_ADDRESS=auto python tuned_examples/mamujoco/halfcheetah_6x1.py --num-env-runners 4 \\
-        --seeds 0 1 2 3 --stop-timesteps 2000000                         # on a Ray cluster
-
-Training goes through Ray Tune (one trial per seed, checkpoints every 5 iterations); rerunning
-the same command resumes an interrupted experiment. Results land in
-``results/tuned_examples/``.
+{usage}
 
 Settings: HARL publishes no tuned HATRPO config for HalfCheetah 6x1, so this task takes HARL's
 tuned HATRPO values for HalfCheetah 2x3 (``tuned_configs/mamujoco/HalfCheetah-v2-2x3/hatrpo``):
@@ -37,13 +25,7 @@ TASK = TunedTask(
         "kl_threshold": 0.01,
         "actor_hidden_sizes": [128, 128, 128],
         "critic_hidden_sizes": [128, 128, 128],
-        "gamma": 0.99,
-        "lambda_": 0.95,
-        "critic_lr": 5e-4,
-        "critic_epochs": 5,
-        "train_batch_size_per_learner": 4000,
     },
-    ppo_training={"lr": 3e-4, "num_epochs": 5, "minibatch_size": 500},
     episodes_for_smoothing=8,
     expected={"uniform": 185.8},
     expected_note=(
@@ -53,7 +35,7 @@ TASK = TunedTask(
         "Threshold = measured - 25 % of (measured - random), rounded down to 0.1."
     ),
 )
-__doc__ = __doc__.format(expected=TASK.expected_text())
+__doc__ = __doc__.format(usage=TASK.usage_text(), expected=TASK.expected_text())
 
 if __name__ == "__main__":
     raise SystemExit(run_tuned_example(TASK))

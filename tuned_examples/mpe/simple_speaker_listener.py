@@ -1,18 +1,6 @@
 """HATRPO on MPE simple_speaker_listener_v4 (a speaker and a listener; discrete actions).
 
-How to run
-----------
-From the repository root (``pip install -e ".[mpe]"`` first)::
-
-    python tuned_examples/mpe/simple_speaker_listener.py                 # uniform, seed 0
-    python tuned_examples/mpe/simple_speaker_listener.py --allocator kkt --seeds 0 1 2
-    python tuned_examples/mpe/simple_speaker_listener.py --as-test       # exit 1 if short
-    RAY_ADDRESS=auto python tuned_examples/mpe/simple_speaker_listener.py --num-env-runners 4 \\
-        --seeds 0 1 2 3 --stop-timesteps 2000000                         # on a Ray cluster
-
-Training goes through Ray Tune (one trial per seed, checkpoints every 5 iterations); rerunning
-the same command resumes an interrupted experiment. Results land in
-``results/tuned_examples/``.
+{usage}
 
 The agents are heterogeneous: the speaker sees only the goal landmark's colour (3
 observations) and says one of 3 words; the listener sees its velocity, the landmarks and the
@@ -42,13 +30,7 @@ TASK = TunedTask(
         "kl_threshold": 0.005,
         "actor_hidden_sizes": [128, 128],
         "critic_hidden_sizes": [128, 128],
-        "gamma": 0.99,
-        "lambda_": 0.95,
-        "critic_lr": 5e-4,
-        "critic_epochs": 5,
-        "train_batch_size_per_learner": 4000,
     },
-    ppo_training={"lr": 3e-4, "num_epochs": 5, "minibatch_size": 500},
     episodes_for_smoothing=100,
     expected={"uniform": -45.2},
     expected_note=(
@@ -58,7 +40,7 @@ TASK = TunedTask(
         "random), rounded down to 0.1."
     ),
 )
-__doc__ = __doc__.format(expected=TASK.expected_text())
+__doc__ = __doc__.format(usage=TASK.usage_text(), expected=TASK.expected_text())
 
 if __name__ == "__main__":
     raise SystemExit(run_tuned_example(TASK))

@@ -1,18 +1,6 @@
 """HATRPO on MPE simple_spread_v3 (three agents cover three landmarks; discrete actions).
 
-How to run
-----------
-From the repository root (``pip install -e ".[mpe]"`` first)::
-
-    python tuned_examples/mpe/simple_spread.py                           # uniform, seed 0
-    python tuned_examples/mpe/simple_spread.py --allocator greedy --seeds 0 1 2
-    python tuned_examples/mpe/simple_spread.py --as-test                 # exit 1 if short
-    RAY_ADDRESS=auto python tuned_examples/mpe/simple_spread.py --num-env-runners 4 \\
-        --seeds 0 1 2 3 --stop-timesteps 2000000                         # on a Ray cluster
-
-Training goes through Ray Tune (one trial per seed, checkpoints every 5 iterations); rerunning
-the same command resumes an interrupted experiment. Results land in
-``results/tuned_examples/``.
+{usage}
 
 Settings: team reward = the sum of the agents' rewards (PettingZoo's default local ratio),
 25-step episodes, kl_threshold 0.005, actor and critic MLP [128, 128], γ 0.99, λ 0.95,
@@ -34,11 +22,7 @@ TASK = TunedTask(
         "kl_threshold": 0.005,
         "actor_hidden_sizes": [128, 128],
         "critic_hidden_sizes": [128, 128],
-        "gamma": 0.99,
-        "lambda_": 0.95,
-        "train_batch_size_per_learner": 4000,
     },
-    ppo_training={"lr": 3e-4, "num_epochs": 5, "minibatch_size": 500},
     episodes_for_smoothing=100,
     expected={"uniform": -74.0, "kkt": -74.0, "greedy": -74.0, "ppo": -71.0},
     expected_note=(
@@ -51,7 +35,7 @@ TASK = TunedTask(
         "discrete HATRPO after 10M steps."
     ),
 )
-__doc__ = __doc__.format(expected=TASK.expected_text())
+__doc__ = __doc__.format(usage=TASK.usage_text(), expected=TASK.expected_text())
 
 if __name__ == "__main__":
     raise SystemExit(run_tuned_example(TASK))
