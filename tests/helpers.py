@@ -24,3 +24,12 @@ def runner_and_learner(config):
     runner = MultiAgentEnvRunner(config=config)
     learner = config.build_learner(spaces=runner.get_spaces())
     return runner, learner
+
+
+def connector_batch(learner, episodes):
+    """Runs the learner's connector pipeline alone on copies of ``episodes`` (it mutates them)."""
+    import copy
+
+    return learner._learner_connector(
+        rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), metrics=None
+    )

@@ -29,7 +29,8 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from rllib_hatrpo import advantages
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
-from rllib_hatrpo.envs import GLOBAL_STATE_KEY
+from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
+from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY
 from rllib_hatrpo.torch.distributed import sum_reduce_fn
 
 
@@ -104,21 +105,92 @@ class CentralCriticGAE(ConnectorV2):
         return batch
 
 
+class NonFiniteEnvDataError(ValueError):
+    """The env produced a NaN or infinite reward, observation or global state."""
+
+
+def episode_terminated(agent_episode) -> bool:
+    """Whether an (agent) episode chunk ended in a terminal state, i.e. must not bootstrap.
+
+    RLlib's ``MultiAgentEpisode`` also marks an episode whose agents were all truncated as
+    terminated (and sets both flags on every agent), so an agent episode with both flags is
+    resolved by ``info[ENV_TERMINATED_KEY]`` of its final step, which the package's envs write;
+    an env that reports termination and truncation at once counts as terminated. A chunk cut
+    at the end of a rollout is not terminated (``AddOneTsToEpisodesAndTruncate`` truncates it).
+
+    Raises:
+        RuntimeError: The flags are ambiguous and the final info lacks the key.
+    """
+    if not agent_episode.is_terminated:
+        return False
+    if not agent_episode.is_truncated:
+        return True
+    info = agent_episode.get_infos(-1)
+    if ENV_TERMINATED_KEY not in info:
+        raise RuntimeError(
+            f"Episode {agent_episode.multi_agent_episode_id or agent_episode.id_} ended with "
+            "every agent truncated or terminated, and its final infos lack "
+            f"{ENV_TERMINATED_KEY!r}, so a time limit cannot be told from a terminal state. "
+            "Wrap the env with rllib_hatrpo.envs.PettingZooEnv, or put "
+            f"info[agent][{ENV_TERMINATED_KEY!r}] = terminated into every step's infos."
+        )
+    return bool(info[ENV_TERMINATED_KEY])
+
+
+def _first_non_finite(values: np.ndarray) -> int | None:
+    """Index of the first row with a NaN or infinite entry, or None."""
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    return None if finite.all() else int(np.flatnonzero(~finite)[0])
+
+
+def _non_finite_error(field: str, value: Any, agent: str, episode, step: int) -> Exception:
+    return NonFiniteEnvDataError(
+        f"Non-finite {field} {value!r} from the env for agent {agent!r} in episode "
+        f"{episode.id_} at env step {episode.env_t_started + step} (counted from the episode's "
+        "reset). HATRPO stops here instead of training on it (one such value would poison the "
+        "critic's value normalisation for the rest of the run): fix the env, or clip or "
+        "replace the values in an env wrapper (e.g. with numpy.nan_to_num)."
+    )
+
+
+def _check_env_data(episode, team: np.ndarray) -> None:
+    """Raises ``NonFiniteEnvDataError`` for a non-finite team reward or observation.
+
+    A team reward r_t follows the action of step t and arrives with step t + 1; the agent
+    named is the one whose own reward (``info["agent_reward"]``) was not finite, if known.
+    """
+    row = _first_non_finite(team)
+    if row is not None:
+        agent = next(iter(episode.agent_episodes))
+        for aid, agent_ep in episode.agent_episodes.items():
+            own = agent_ep.get_infos(row + 1).get(AGENT_REWARD_KEY, 0.0)
+            if not np.isfinite(own):
+                agent = aid
+                break
+        raise _non_finite_error("reward", team[row], agent, episode, row + 1)
+    for aid, agent_ep in episode.agent_episodes.items():
+        obs = np.asarray(agent_ep.get_observations(), dtype=np.float64)
+        row = _first_non_finite(obs)
+        if row is not None:
+            raise _non_finite_error("observation", obs[row], aid, episode, row)
+
+
 def _team_columns(episodes) -> dict[str, np.ndarray]:
     """Stacks per env step (L + 1 rows per chunk): global state, team reward, flags, mask."""
     state, rewards, terminateds, segment_ends, loss_mask = [], [], [], [], []
     for episode in episodes:
-        agent_eps = list(episode.agent_episodes.values())
-        lengths = {len(e) for e in agent_eps}
+        agent_eps = dict(episode.agent_episodes)
+        lengths = {len(e) for e in agent_eps.values()}
         if len(lengths) != 1:
             raise RuntimeError(
                 f"Agents of episode {episode.id_} have different lengths {sorted(lengths)}: "
                 "HATRPO needs every agent to act at every step."
             )
-        ref = agent_eps[0]
+        ref = next(iter(agent_eps.values()))
         n = len(ref)  # L + 1 after AddOneTsToEpisodesAndTruncate
         team = np.asarray(ref.get_rewards(), dtype=np.float64)
-        for other in agent_eps[1:]:
+        _check_env_data(episode, team)
+        for other in agent_eps.values():
             if not np.allclose(np.asarray(other.get_rewards()), team):
                 raise RuntimeError(
                     "Agents received different rewards; HATRPO trains on one team reward. "
@@ -126,15 +198,19 @@ def _team_columns(episodes) -> dict[str, np.ndarray]:
                 )
         infos = ref.get_infos()[:n]
         try:
-            state.append(np.stack([info[GLOBAL_STATE_KEY] for info in infos]))
+            chunk_state = np.stack([info[GLOBAL_STATE_KEY] for info in infos])
         except KeyError as err:
             raise RuntimeError(
                 f"Episode infos lack {GLOBAL_STATE_KEY!r}: wrap the env with "
                 "rllib_hatrpo.envs.PettingZooEnv (or put the global state into every info)."
             ) from err
+        row = _first_non_finite(chunk_state)
+        if row is not None:
+            raise _non_finite_error("global state", chunk_state[row], ref.agent_id, episode, row)
+        state.append(chunk_state)
         rewards.append(team)
         flags = np.zeros(n, dtype=bool)
-        flags[n - 2] = ref.is_terminated
+        flags[n - 2] = episode_terminated(ref)
         terminateds.append(flags)
         ends = np.zeros(n, dtype=bool)
         ends[n - 2 :] = True

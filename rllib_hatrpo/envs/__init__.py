@@ -6,6 +6,8 @@ Every env here follows one contract, the one HATRPO's team critic and sequential
 - float32 observations in `Box` spaces, `observation_spaces`/`action_spaces` dicts;
 - a float32 `state_space` and `info[agent_id][GLOBAL_STATE_KEY]` at reset and at every step;
 - the same team reward for every agent (the env's own reward in `info[agent_id]["agent_reward"]`);
+- `info[agent_id][ENV_TERMINATED_KEY]` at every step: whether the env *terminated* the episode
+  (True) or not (False, also when it only truncated it by a time limit);
 - every agent acts at every step and all agents leave together.
 
 The env classes subclass RLlib's `MultiAgentEnv`, so importing them imports Ray. This package's
@@ -26,6 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 GLOBAL_STATE_KEY = "global_state"
 """Key of the global state (float32, shape `state_space.shape`) in every agent's info dict."""
+
+ENV_TERMINATED_KEY = "env_terminated"
+"""Info key: True at the step where the env terminated the episode, False otherwise.
+
+RLlib's `MultiAgentEpisode` marks an episode whose agents were all *truncated* as terminated
+too (`ray/rllib/env/multi_agent_episode.py`, `add_env_step`), so the learner cannot tell a
+time limit from a terminal state by the episode's flags. A truncated episode must bootstrap
+with V of its final state and a terminated one must not, so the learner reads this key when
+an episode carries both flags.
+"""
 
 if TYPE_CHECKING:
     from rllib_hatrpo.envs.mamujoco import MaMuJoCoEnv
@@ -65,6 +77,7 @@ _ENV_NAMES: dict[str, tuple[str, str]] = {
 
 __all__ = [
     "ENV_CLASSES",
+    "ENV_TERMINATED_KEY",
     "GLOBAL_OPTIMUM",
     "GLOBAL_STATE_KEY",
     "LOCAL_OPTIMUM",

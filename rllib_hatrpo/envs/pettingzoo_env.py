@@ -31,7 +31,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
-from rllib_hatrpo.envs import GLOBAL_STATE_KEY
+from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
 
 if TYPE_CHECKING:
     from pettingzoo import ParallelEnv
@@ -58,7 +58,9 @@ class PettingZooEnv(MultiAgentEnv):
 
     Episode end: per-agent `terminateds`/`truncateds` hold the team's flags (identical for every
     agent): the episode terminates if any agent terminated and truncates if all were truncated,
-    once every agent is done; `"__all__"` carries the same values.
+    once every agent is done; `"__all__"` carries the same values, and every agent's info
+    carries `ENV_TERMINATED_KEY` (the team's `terminated`), which the learner reads to tell a
+    time limit from a terminal state.
 
     Attributes:
         env: The wrapped PettingZoo `ParallelEnv`.
@@ -178,7 +180,7 @@ class PettingZooEnv(MultiAgentEnv):
             {aid: team for aid in self.possible_agents},
             terminateds_out,
             truncateds_out,
-            self._build_infos(infos, self._get_global_state(obs), agent_rewards),
+            self._build_infos(infos, self._get_global_state(obs), agent_rewards, terminated),
         )
 
     @override(MultiAgentEnv)
@@ -240,7 +242,11 @@ class PettingZooEnv(MultiAgentEnv):
         return np.concatenate([obs[aid] for aid in self.possible_agents])
 
     def _build_infos(
-        self, infos: Mapping | None, state: np.ndarray, agent_rewards: Mapping[str, float] | None
+        self,
+        infos: Mapping | None,
+        state: np.ndarray,
+        agent_rewards: Mapping[str, float] | None,
+        terminated: bool | None = None,
     ) -> dict[str, dict]:
         infos = infos or {}
         out = {}
@@ -249,6 +255,8 @@ class PettingZooEnv(MultiAgentEnv):
             info[GLOBAL_STATE_KEY] = state.copy()
             if agent_rewards is not None:
                 info[AGENT_REWARD_KEY] = agent_rewards[aid]
+            if terminated is not None:
+                info[ENV_TERMINATED_KEY] = terminated
             out[aid] = info
         return out
 

@@ -25,7 +25,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
-from rllib_hatrpo.envs import GLOBAL_STATE_KEY
+from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
 from rllib_hatrpo.envs._config import merge_config
 from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY
 
@@ -130,6 +130,7 @@ class _OneStepTeamGame(MultiAgentEnv):
         infos = {
             aid: {
                 GLOBAL_STATE_KEY: self._obs.copy(),
+                ENV_TERMINATED_KEY: True,
                 AGENT_REWARD_KEY: reward,
                 PLAYED_ACTION_KEY: played[i],
                 JOINT_ACTION_KEY: played,

@@ -11,7 +11,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import MaMuJoCoEnv, MPEEnv
 from rllib_hatrpo.torch.sequential_trpo import TorchSequentialUpdate
-from tests.helpers import make_config, runner_and_learner
+from tests.helpers import connector_batch, make_config, runner_and_learner
 
 pytestmark = pytest.mark.component
 
@@ -63,17 +63,8 @@ def test_update_keeps_every_agent_within_its_kl_budget(setup, request):
     assert results[SHARED_CRITIC_ID]["total_loss"].peek() > 0
 
 
-def _connector_batch(learner, episodes):
-    """Runs the learner connector alone (it mutates episodes: pass copies)."""
-    import copy
-
-    return learner._learner_connector(
-        rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), metrics=None
-    )
-
-
 def _tensor_batch(learner, episodes):
-    batch = _connector_batch(learner, episodes)
+    batch = connector_batch(learner, episodes)
     return {mid: {k: torch.as_tensor(v) for k, v in cols.items()} for mid, cols in batch.items()}
 
 
@@ -81,7 +72,7 @@ def test_rows_of_all_agents_line_up_per_env_step(spread):
     """simple_spread's global state is the concatenation of the agents' observations, so
     every critic row must equal the agents' observation rows of the same env step."""
     _, _, learner, episodes = spread
-    batch = _connector_batch(learner, episodes)
+    batch = connector_batch(learner, episodes)
     agents = sorted(mid for mid in batch if mid != SHARED_CRITIC_ID)
     state = batch[SHARED_CRITIC_ID][Columns.OBS]
     obs = torch.cat([torch.as_tensor(batch[a][Columns.OBS]) for a in agents], dim=-1)
@@ -202,7 +193,7 @@ def test_checkpoint_restore_continues_with_identical_learner_state(allocator, tm
 
 def test_global_states_are_float32_and_discrete_actions_are_ints(spread):
     _, _, learner, episodes = spread
-    batch = _connector_batch(learner, episodes)
+    batch = connector_batch(learner, episodes)
     assert batch[SHARED_CRITIC_ID][Columns.OBS].dtype == torch.float32
     actions = np.asarray(batch["agent_0"][Columns.ACTIONS])
     assert np.issubdtype(actions.dtype, np.integer)
