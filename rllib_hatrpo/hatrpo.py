@@ -226,6 +226,15 @@ class HATRPOConfig(AlgorithmConfig):
         return spec
 
     @override(AlgorithmConfig)
+    def build_env_to_module_connector(self, env=None, spaces=None, device=None):
+        """RLlib's pipeline, then :class:`ModuleOrder`: modules act in the env's agent order."""
+        from rllib_hatrpo.connectors.module_order import ModuleOrder
+
+        pipeline = super().build_env_to_module_connector(env=env, spaces=spaces, device=device)
+        pipeline.append(ModuleOrder())
+        return pipeline
+
+    @override(AlgorithmConfig)
     def get_default_learner_class(self) -> type:
         from rllib_hatrpo.torch.hatrpo_torch_learner import HATRPOTorchLearner
 
@@ -238,9 +247,25 @@ class HATRPOConfig(AlgorithmConfig):
             from rllib_hatrpo.env_probe import probe_env
 
             agents = probe_env(self.env, self.env_config).agents
-            self.multi_agent(policies=set(agents), policy_mapping_fn=agent_to_module)
+            self.multi_agent(policies=list(agents), policy_mapping_fn=agent_to_module)
         super().validate()
         validate_hatrpo_config(self)
+        if self.env is not None:
+            self._order_policies_like_agents()
+
+    def _order_policies_like_agents(self) -> None:
+        """Puts ``policies`` into the env's agent order (``possible_agents``).
+
+        The learner sweeps its modules in this order: it fixes which agent each draw of the
+        order RNG picks, the kkt tie-breaks and the order of initialisation, so one seed gives
+        one run. A ``set`` of module IDs would order them by ``PYTHONHASHSEED`` instead.
+        """
+        from rllib_hatrpo.env_probe import probe_env
+
+        agents = probe_env(self.env, self.env_config).agents
+        ordered = [self.policy_mapping_fn(agent, None) for agent in agents]
+        ordered += sorted(set(self.policies) - set(ordered))  # modules no agent maps to
+        self.policies = {mid: self.policies[mid] for mid in ordered}
 
 
 class HATRPO(Algorithm):
