@@ -127,7 +127,7 @@ class TunedTask:
                     fcnet_hiddens=hidden, fcnet_activation="relu", head_fcnet_hiddens=[]
                 )
             )
-            .multi_agent(policies=set(agents), policy_mapping_fn=agent_to_module)
+            .multi_agent(policies=list(agents), policy_mapping_fn=agent_to_module)
         )
 
     def build_trial_config(self, params: Mapping[str, Any]) -> Any:
