@@ -7,6 +7,8 @@ From the repository root::
     python benchmarks/compare.py --tasks halfcheetah_2x3 simple_spread --seeds 0 1 2
     python benchmarks/compare.py --tasks simple_spread --env-steps 50000 --seeds 0 1
     python benchmarks/compare.py --report-only                 # tables and plots only
+    python benchmarks/compare.py --tasks simple_spread --methods kkt kkt_carry greedy \
+        --out results/compare_spend                            # equal-spend comparison
 
 Each task is a tuned example (``tuned_examples/*/<task>.py``, its ``TASK``): every method
 trains that task's env, env config, sampler settings (``num_envs_per_env_runner`` envs in the
@@ -15,6 +17,12 @@ seeds, to the same env-step budget (the task's ``env_steps`` unless ``--env-step
 RLlib's built-in PPO with one module per agent (``TunedTask.ppo_config``). One Ray Tune
 experiment per task holds every (method, seed) trial, ``--max-concurrent-trials`` at once.
 
+Equal budget is not equal spend: every HATRPO method gets the same δ_total, but greedy hands
+the budget an agent did not use to the agents after it, so it spends more KL per iteration
+than uniform or kkt. ``kkt_carry`` (kkt with ``carry_over=True``, not in the default
+``--methods``) hands unused budget on as well; comparing greedy with it tells a gain of
+greedy's choices apart from a gain of its bigger steps. The table reports each method's spend.
+
 Resuming: trials checkpoint every ``--checkpoint-every`` iterations; rerunning the same command
 restores the task's Tune experiment and continues unfinished or errored trials from their last
 checkpoints (finished ones are kept). ``campaign.json`` records each task's methods, seeds and
@@ -22,8 +30,10 @@ budget, and a rerun with different ones stops with an error rather than mixing c
 
 Outputs in ``--out`` (default ``results/compare/``): ``tune/<task>/`` (Tune's folders),
 ``curves.csv`` (every trial's per-iteration rows: task, method, seed, env_steps,
-team_return, ...), ``curves_<task>.png`` (team return against env steps, mean ± std over seeds
-per method), ``summary.csv`` and ``summary.md`` (the table, printed last).
+team_return, kl_total, total_kl_budget, ...), ``curves_<task>.png`` (team return against env
+steps, mean ± std over seeds per method), ``kl_total_<task>.png`` (Σ achieved KL per
+iteration against env steps per HATRPO method, with δ_total dashed), ``summary.csv`` and
+``summary.md`` (the table, printed last).
 
 Table columns, per task and method (n seeds):
 
@@ -33,12 +43,15 @@ Table columns, per task and method (n seeds):
   99 % of the best method's final mean (R* − 0.01·|R*|); "—" if never;
 - gain vs uniform: (R_method − R_uniform) / |R_uniform| of the seed means, as the joint-budget
   paper computes it; its mean over tasks is the last table;
-- seed variance: the variance over seeds of the final return.
+- seed variance: the variance over seeds of the final return;
+- Σ KL / iteration: ``kl_total`` (Σ_i achieved KL_i) averaged over each run's iterations,
+  mean ± std over seeds, and as a percentage of δ_total (``total_kl_budget``); "—" for PPO.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -51,13 +64,20 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED_EXAMPLES = ROOT / "tuned_examples"
-METHODS = ("uniform", "kkt", "greedy", "ppo")
+METHODS = ("uniform", "kkt", "kkt_carry", "greedy", "ppo")
+#: What ``--methods`` trains by default (``kkt_carry`` is asked for by name).
+DEFAULT_METHODS = ("uniform", "kkt", "greedy", "ppo")
 LABELS = {
     "uniform": "HATRPO (uniform)",
     "kkt": "HATRPO-W (kkt)",
+    "kkt_carry": "HATRPO-W + carry-over (kkt_carry)",
     "greedy": "HATRPO-G (greedy)",
     "ppo": "RLlib PPO",
 }
+#: Methods that are an allocator with options: method -> (kl_allocator, kl_allocator_config).
+VARIANTS = {"kkt_carry": ("kkt", {"carry_over": True})}
+#: Columns of the allocators' KL spend (``rllib_hatrpo.metrics`` KL_TOTAL, TOTAL_KL_BUDGET).
+KL_TOTAL, TOTAL_KL_BUDGET = "kl_total", "total_kl_budget"
 
 
 def load_tasks() -> dict[str, Any]:
@@ -102,7 +122,9 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
     check_campaign(args.out, task.name, plan)
     trainable = make_trainable(
-        task.build_trial_config, env_steps=env_steps, checkpoint_every=args.checkpoint_every
+        functools.partial(trial_config, task),
+        env_steps=env_steps,
+        checkpoint_every=args.checkpoint_every,
     )
     storage = str((args.out / "tune").absolute())
     tuner = restore_or_create_tuner(
@@ -121,6 +143,16 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     results = tuner.fit()
     if results.errors:
         print(f"{task.name}: {len(results.errors)} trial(s) errored; rerun to resume them.")
+
+
+def trial_config(task: Any, params: dict[str, Any]) -> Any:
+    """The trial's config: ``task.build_trial_config`` with a ``VARIANTS`` method resolved."""
+    params = dict(params)
+    allocator, options = VARIANTS.get(params.get("method", "uniform"), (None, None))
+    if allocator is None:
+        return task.build_trial_config(params)
+    config = task.build_trial_config({**params, "method": allocator})
+    return config.training(kl_allocator_config={**config.kl_allocator_config, **options})
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,6 +182,21 @@ def mean_curve(runs: pd.DataFrame) -> pd.Series:
     return table.dropna().mean(axis=1)
 
 
+def kl_spend(run: pd.DataFrame) -> tuple[float, float]:
+    """A run's mean Σ achieved KL per iteration and its mean fraction of δ_total.
+
+    NaN for a run without ``kl_total`` (PPO) or without ``total_kl_budget``.
+    """
+    if KL_TOTAL not in run:
+        return math.nan, math.nan
+    spent = pd.to_numeric(run[KL_TOTAL], errors="coerce")
+    mean = float(spent.mean()) if spent.notna().any() else math.nan
+    if TOTAL_KL_BUDGET not in run:
+        return mean, math.nan
+    fraction = spent / pd.to_numeric(run[TOTAL_KL_BUDGET], errors="coerce")
+    return mean, float(fraction.mean()) if fraction.notna().any() else math.nan
+
+
 def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
     from rllib_hatrpo.tune_support import final_return
 
@@ -167,6 +214,7 @@ def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
             runs = task_runs[task_runs["method"] == method]
             curve = mean_curve(runs)
             reached = curve.index[curve.to_numpy() >= target]
+            spends = np.array([kl_spend(run) for _, run in runs.groupby("seed")])
             rows.append(
                 {
                     "task": task,
@@ -179,16 +227,34 @@ def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
                     "seed_variance": float(np.var(finals[method])),
                     "steps_to_99pct": float(reached[0]) if len(reached) else math.nan,
                     "gain_vs_uniform": (means[method] - uniform) / abs(uniform),
+                    "kl_total_mean": _nan_stat(np.mean, spends[:, 0]),
+                    "kl_total_std": _nan_stat(np.std, spends[:, 0]),
+                    "kl_spend_fraction": _nan_stat(np.mean, spends[:, 1]),
                 }
             )
     return pd.DataFrame(rows)
 
 
+def _nan_stat(stat: Any, values: np.ndarray) -> float:
+    """``stat`` over the finite values; NaN if there are none."""
+    finite = values[np.isfinite(values)]
+    return float(stat(finite)) if finite.size else math.nan
+
+
+def _spend_cell(row: Any) -> str:
+    if math.isnan(row.kl_total_mean):
+        return "—"
+    cell = f"{row.kl_total_mean:.4g} ± {row.kl_total_std:.2g}"
+    if not math.isnan(row.kl_spend_fraction):
+        cell += f" ({100 * row.kl_spend_fraction:.0f} % of δ_total)"
+    return cell
+
+
 def markdown(summary: pd.DataFrame) -> str:
     lines = [
         "| task | method | seeds | env steps | final team return | steps to 99 % "
-        "| gain vs uniform | seed variance |",
-        "|---|---|---|---|---|---|---|---|",
+        "| gain vs uniform | seed variance | Σ KL / iteration |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.itertuples():
         steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
@@ -196,7 +262,7 @@ def markdown(summary: pd.DataFrame) -> str:
         lines.append(
             f"| {row.task} | {LABELS[row.method]} | {row.seeds} | {row.env_steps:,} "
             f"| {row.final_mean:,.1f} ± {row.final_std:,.1f} | {steps} | {gain} "
-            f"| {row.seed_variance:,.1f} |"
+            f"| {row.seed_variance:,.1f} | {_spend_cell(row)} |"
         )
     gains = summary[summary["method"] != "uniform"].groupby("method", sort=False)
     lines += ["", "| method | mean gain vs uniform over tasks | tasks |", "|---|---|---|"]
@@ -207,26 +273,33 @@ def markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_task(curves: pd.DataFrame, task: str, path: Path) -> None:
+def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = "team_return") -> None:
+    """``column`` against env steps, mean ± std over seeds per method (methods without it are
+    left out); for ``kl_total`` the joint budget ``total_kl_budget`` is drawn dashed."""
     from matplotlib.figure import Figure
 
     from rllib_hatrpo.plotting import seed_band
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    for i, method in enumerate(m for m in METHODS if m in set(curves["method"])):
+    for method in (m for m in METHODS if m in set(curves["method"])):
+        i = METHODS.index(method)  # one colour per method in every plot
         runs = curves[curves["method"] == method]
+        if column not in runs or runs[column].isna().all():
+            continue
         per_seed = [
-            (run["env_steps"].to_numpy(float), run["team_return"].to_numpy(float))
-            for _, run in runs.dropna(subset=["team_return"])
-            .sort_values("env_steps")
-            .groupby("seed")
+            (run["env_steps"].to_numpy(float), run[column].to_numpy(float))
+            for _, run in runs.dropna(subset=[column]).sort_values("env_steps").groupby("seed")
         ]
         grid, mean, std, _ = seed_band(per_seed)
         ax.plot(grid, mean, color=f"C{i}", linewidth=2, label=f"{LABELS[method]} ({len(per_seed)})")
         ax.fill_between(grid, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    if column == KL_TOTAL and TOTAL_KL_BUDGET in curves and curves[TOTAL_KL_BUDGET].notna().any():
+        budget = float(curves[TOTAL_KL_BUDGET].max())
+        ax.axhline(budget, color="k", linestyle="--", linewidth=1, label="δ_total")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("team return (mean ± std over seeds)")
+    what = "Σ achieved KL per iteration" if column == KL_TOTAL else column.replace("_", " ")
+    ax.set_ylabel(f"{what} (mean ± std over seeds)")
     ax.set_title(task)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
@@ -243,6 +316,8 @@ def report(args: argparse.Namespace, tasks: list[str]) -> str:
     curves.to_csv(args.out / "curves.csv", index=False)
     for task, task_curves in curves.groupby("task"):
         plot_task(task_curves, task, args.out / f"curves_{task}.png")
+        if KL_TOTAL in task_curves and task_curves[KL_TOTAL].notna().any():
+            plot_task(task_curves, task, args.out / f"kl_total_{task}.png", column=KL_TOTAL)
     budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
     summary = summarize(curves, budgets)
     summary.to_csv(args.out / "summary.csv", index=False)
@@ -254,7 +329,7 @@ def report(args: argparse.Namespace, tasks: list[str]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=None, help="tuned example names")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=None, help="override every budget")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "compare")

@@ -59,3 +59,66 @@ def test_summary_gain_variance_and_steps_to_99_percent():
 def test_mean_curve_only_counts_steps_every_seed_reached():
     curves = _curves({("uniform", 0): [1, 2, 3], ("uniform", 1): [3, 4]})
     assert compare.mean_curve(curves).to_dict() == {1000: 2.0, 2000: 3.0}
+
+
+def _spend_curves() -> pd.DataFrame:
+    """Two seeds of uniform, greedy and kkt_carry with Σ KL per iteration, and PPO without."""
+    spends = {"uniform": [0.010, 0.012], "greedy": [0.016, 0.018], "kkt_carry": [0.015, 0.019]}
+    curves = _curves({(m, s): [-50, -40] for m in [*spends, "ppo"] for s in (0, 1)})
+    for method, (seed_0, seed_1) in spends.items():
+        for seed, spend in ((0, seed_0), (1, seed_1)):
+            rows = (curves["method"] == method) & (curves["seed"] == seed)
+            curves.loc[rows, "kl_total"] = [spend - 0.001, spend + 0.001]
+            curves.loc[rows, "total_kl_budget"] = 0.02
+    return curves
+
+
+def test_summary_reports_the_kl_spent_per_iteration_of_every_allocator():
+    summary = compare.summarize(_spend_curves(), {"t": 2000}).set_index("method")
+    # Each run's mean Σ KL per iteration; then mean and population std over seeds.
+    assert summary.loc["uniform", "kl_total_mean"] == pytest.approx(0.011)
+    assert summary.loc["uniform", "kl_total_std"] == pytest.approx(0.001)
+    assert summary.loc["greedy", "kl_total_mean"] == pytest.approx(0.017)
+    assert summary.loc["greedy", "kl_spend_fraction"] == pytest.approx(0.85)
+    assert summary.loc["kkt_carry", "kl_total_mean"] == pytest.approx(0.017)
+    assert math.isnan(summary.loc["ppo", "kl_total_mean"])
+    table = compare.markdown(summary.reset_index())
+    assert "| Σ KL / iteration |" in table.splitlines()[0]
+    assert "0.017 ± 0.001 (85 % of δ_total)" in table
+    assert "0.011 ± 0.001 (55 % of δ_total)" in table
+    (ppo_row,) = [line for line in table.splitlines() if line.startswith("| t | RLlib PPO |")]
+    assert ppo_row.endswith("| — |")  # PPO has no KL budget
+
+
+def test_kl_total_plot_is_written(tmp_path):
+    path = tmp_path / "kl_total_t.png"
+    compare.plot_task(_spend_curves(), "t", path, column="kl_total")
+    assert path.stat().st_size > 0
+
+
+class _FakeConfig:
+    def __init__(self, **training):
+        self.kl_allocator_config = {}
+        self.training(**training)
+
+    def training(self, **settings):
+        self.__dict__.update(settings)
+        return self
+
+
+class _FakeTask:
+    def build_trial_config(self, params):
+        params = dict(params)
+        return _FakeConfig(kl_allocator=params.pop("method"), **params)
+
+
+def test_kkt_carry_is_kkt_with_carry_over_and_opt_in():
+    config = compare.trial_config(_FakeTask(), {"method": "kkt_carry", "seed": 3})
+    assert config.kl_allocator == "kkt" and config.seed == 3
+    assert config.kl_allocator_config == {"carry_over": True}
+    assert compare.trial_config(_FakeTask(), {"method": "kkt"}).kl_allocator_config == {}
+    assert "kkt_carry" not in compare.parse_args([]).methods
+    assert compare.parse_args(["--methods", "kkt_carry", "greedy"]).methods == [
+        "kkt_carry",
+        "greedy",
+    ]
