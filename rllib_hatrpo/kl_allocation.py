@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import math
 import random
@@ -367,12 +368,14 @@ class KKTAllocator(KLAllocator):
             1 gives the uniform split.
         max_share: Cap as a multiple of δ_total/n, in [1, inf]; bounds how much one
             (possibly noisy) q_i can take. 1 gives the uniform split.
-        carry_over: If True, budget an agent did not use (δ_i minus its achieved KL; all of
-            δ_i if the step was rejected or skipped) is re-split among the agents not yet
-            updated, in proportion to their pre-pass q_i (evenly if those sum to ~0 or are
-            not finite). Σ achieved KL ≤ δ_total still holds, since each achieved KL is at
-            most the budget offered and the offers add up to at most δ_total. Carried budget
-            may take an agent past the cap.
+        carry_over: If True, budget an agent did not use (its offer minus its achieved KL;
+            all of the offer if the step was rejected or skipped) is re-split among the
+            agents not yet updated, in proportion to their pre-pass q_i (evenly if those sum
+            to ~0 or are not finite). The offers themselves can add up to more than δ_total
+            (carried budget is offered again to the next agents; the logged `kl_budget` is
+            the offer). Σ achieved KL ≤ δ_total still holds: before each agent moves, the KL
+            already spent plus the offers still outstanding never exceed δ_total, and each
+            achieved KL is at most its offer. Carried budget may take an agent past the cap.
         share_smoothing: β in [0, 1). The shares s_i = δ_i/δ_total follow the EMA
             s ← β·s_prev + (1−β)·s_new across iterations (the first iteration, or a change of
             agents, uses s_new). A convex combination of feasible shares is feasible: it
@@ -421,9 +424,14 @@ class KKTAllocator(KLAllocator):
         self._shares = self._smoothed(new_shares)
         budgets = {agent: self._shares[agent] * total_kl_budget for agent in agents}
         order = [agents[i] for i in allocation.update_order]
+        prepass = dict(zip(agents, q, strict=True))
         if self.carry_over:
-            return _sweep_with_carry_over(update, order, budgets, dict(zip(agents, q, strict=True)))
-        return sweep(update, order, budgets)
+            records = _sweep_with_carry_over(update, order, budgets, prepass)
+        else:
+            records = sweep(update, order, budgets)
+        # Log the q the budgets came from (metric `prepass_natgrad_sq_norm`), not only the
+        # proposals' q under the compound ratio of each agent's own step.
+        return [dataclasses.replace(r, prepass_natgrad_sq_norm=prepass[r.agent]) for r in records]
 
     def _smoothed(self, new_shares: dict[str, float]) -> dict[str, float]:
         beta = self.share_smoothing
@@ -515,7 +523,12 @@ def _sweep_with_carry_over(
     kl_budgets: Mapping[str, float],
     natgrad_sq_norm: Mapping[str, float],
 ) -> list[AgentUpdate]:
-    """`sweep`, re-splitting each agent's unused budget among the later agents by q."""
+    """`sweep`, re-splitting each agent's unused budget among the later agents by q.
+
+    Invariant: before agent k moves, Σ_{j<k} KL_j + Σ_{j≥k} offered_j ≤ δ_total (equality
+    unless an unused budget was dropped), so Σ achieved KL ≤ δ_total, although the offers
+    summed over all agents can exceed δ_total.
+    """
     offered = dict(kl_budgets)
     results = []
     for rank, agent in enumerate(order):

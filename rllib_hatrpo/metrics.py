@@ -16,6 +16,9 @@ from rllib_hatrpo.sequential_update import AgentUpdate
 KL_BUDGET = "kl_budget"
 KL = "kl"
 NATGRAD_SQ_NORM = "natgrad_sq_norm"
+# q_i of the allocator's pre-pass at compound ratio 1, the q the kkt budgets are computed
+# from; NaN for allocators without a pre-pass (uniform, greedy).
+PREPASS_NATGRAD_SQ_NORM = "prepass_natgrad_sq_norm"
 EXPECTED_IMPROVEMENT = "expected_improvement"
 SURROGATE_IMPROVEMENT = "surrogate_improvement"
 LINE_SEARCH_ACCEPTED = "line_search_accepted"
@@ -38,6 +41,7 @@ PER_AGENT_KEYS = (
     KL_BUDGET,
     KL,
     NATGRAD_SQ_NORM,
+    PREPASS_NATGRAD_SQ_NORM,
     EXPECTED_IMPROVEMENT,
     SURROGATE_IMPROVEMENT,
     LINE_SEARCH_ACCEPTED,
@@ -55,6 +59,7 @@ def allocation_metrics(
     ``sweep`` provides the counters ``num_proposals``, ``num_search_directions`` and
     ``num_skipped`` (guards that fired
     in any trial). An agent that was never committed reports zero KL and improvement and rank −1.
+    ``prepass_natgrad_sq_norm`` is the record's pre-pass q (NaN without a pre-pass).
     """
     per_agent: dict[str, dict[str, float]] = {}
     for record in records:
@@ -63,6 +68,7 @@ def allocation_metrics(
             KL_BUDGET: float(record.kl_budget),
             KL: float(p.kl) if p else 0.0,
             NATGRAD_SQ_NORM: float(p.natgrad_sq_norm) if p else float("nan"),
+            PREPASS_NATGRAD_SQ_NORM: float(record.prepass_natgrad_sq_norm),
             EXPECTED_IMPROVEMENT: float(p.expected_improvement) if p else 0.0,
             SURROGATE_IMPROVEMENT: float(p.surrogate_improvement) if p else 0.0,
             LINE_SEARCH_ACCEPTED: float(bool(p and p.accepted)),

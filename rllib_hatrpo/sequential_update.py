@@ -111,12 +111,18 @@ class AgentUpdate:
         update_rank: 0-based position in the commit order; -1 if never committed.
         proposal: The committed proposal (possibly a rejected or skipped step); None if the
             agent was never committed.
+        prepass_natgrad_sq_norm: q_i of the pre-pass (before any commit, compound ratio 1)
+            that an allocator allocated with (HATRPO-W); NaN when the allocator made no
+            pre-pass (uniform, greedy). Unlike the proposal's ``natgrad_sq_norm`` (q_i under
+            the compound ratio of the agent's own step), this is the q the budgets were
+            computed from.
     """
 
     agent: str
     kl_budget: float
     update_rank: int
     proposal: Proposal | None
+    prepass_natgrad_sq_norm: float = math.nan
 
 
 def sweep(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -9,7 +10,13 @@ import torch
 
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import MaMuJoCoEnv
-from rllib_hatrpo.kl_allocation import GreedyAllocator, KKTAllocator
+from rllib_hatrpo.kl_allocation import GreedyAllocator, KKTAllocator, kkt_allocation
+from rllib_hatrpo.metrics import (
+    KL_BUDGET,
+    NATGRAD_SQ_NORM,
+    PREPASS_NATGRAD_SQ_NORM,
+    TOTAL_KL_BUDGET,
+)
 from rllib_hatrpo.torch.sequential_trpo import TorchSequentialUpdate
 from tests.helpers import make_config, runner_and_learner
 
@@ -128,3 +135,35 @@ def test_kkt_prepass_direction_is_reused_by_the_first_agent(cheetah_sweep, monke
     first = max(spy.agents, key=lambda a: spy.update.natgrad_sq_norm(a))
     spy.propose(first, total / len(spy.agents))
     assert len(calls) == before  # no new gradient/CG work for the first agent's step
+
+
+@pytest.mark.parametrize(
+    "box", [{}, {"min_share": 0.0, "max_share": math.inf}], ids=["default_box", "no_box"]
+)
+def test_kkt_budgets_are_rederived_from_the_logged_prepass_q(box):
+    """δ_i follows from the logged `prepass_natgrad_sq_norm`, not from `natgrad_sq_norm`."""
+    config = make_config(
+        MaMuJoCoEnv, {"scenario": "HalfCheetah", "agent_conf": "6x1"}, allocator="kkt"
+    ).training(kl_allocator_config=box)
+    runner, learner = runner_and_learner(config)
+    results = learner.update(episodes=runner.sample(num_timesteps=300), timesteps={})
+    agents = [mid for mid in learner.module.keys() if mid != SHARED_CRITIC_ID]
+    logged = {mid: {key: stat.peek() for key, stat in results[mid].items()} for mid in agents}
+    total = results["__all_modules__"][TOTAL_KL_BUDGET].peek()
+    budgets = [logged[mid][KL_BUDGET] for mid in agents]
+    min_share, max_share = box.get("min_share", 0.1), box.get("max_share", 3.0)
+    uniform_share = total / len(agents)
+
+    def rederived(key):
+        q = [logged[mid][key] for mid in agents]
+        low, high = min_share * uniform_share, min(total, max_share * uniform_share)
+        return list(kkt_allocation(q, total, low, high).kl_budget)
+
+    assert rederived(PREPASS_NATGRAD_SQ_NORM) == pytest.approx(budgets, rel=1e-12, abs=0)
+    if not box:
+        q = [logged[mid][PREPASS_NATGRAD_SQ_NORM] for mid in agents]
+        closed_form = [total * qi / math.fsum(q) for qi in q]
+        assert closed_form == pytest.approx(budgets, rel=1e-12, abs=0)
+    # Negative control: q under each step's own compound ratio does not give the budgets.
+    off = [abs(a - b) / b for a, b in zip(rederived(NATGRAD_SQ_NORM), budgets, strict=True)]
+    assert max(off) > 1e-3

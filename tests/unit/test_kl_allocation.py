@@ -23,6 +23,7 @@ from rllib_hatrpo.kl_allocation import (
     predicted_gain,
     uniform_allocation,
 )
+from rllib_hatrpo.metrics import NATGRAD_SQ_NORM, PREPASS_NATGRAD_SQ_NORM, allocation_metrics
 from rllib_hatrpo.sequential_update import AgentUpdate, Proposal, sweep
 
 REL = 1e-12
@@ -364,6 +365,52 @@ def test_kkt_allocator_carry_over_keeps_total_kl_within_budget():
         KKTAllocator(carry_over=True).run(fake, 0.05, rng)
         assert math.fsum(p.kl for p in fake.committed) <= 0.05 * (1 + REL)
         assert len(fake.committed) == n
+
+
+def test_kkt_allocator_carry_over_offers_can_exceed_total_but_achieved_kl_cannot():
+    """Brute force over n = 3 agents: every reject pattern × KL fractions {0, ½, 1} × q's.
+
+    Carried budget is offered again, so Σ offers exceeds δ_total whenever an early agent
+    leaves budget; Σ achieved KL never does, and no offer exceeds the budget not yet spent.
+    """
+    total, max_offered = 0.06, 0.0
+    for q_values in [(1.0, 1.0, 1.0), (4.0, 2.0, 1.0), (1.0, 0.0, 9.0)]:
+        q = agents_q(*q_values)
+        for reject in itertools.product([False, True], repeat=3):
+            for fractions in itertools.product([0.0, 0.5, 1.0], repeat=3):
+                fake = FakeUpdate(
+                    q,
+                    kl_fraction=dict(zip(q, fractions, strict=True)),
+                    reject={a for a, r in zip(q, reject, strict=True) if r},
+                )
+                updates = KKTAllocator(carry_over=True).run(fake, total, random.Random(0))
+                offered = [u.kl_budget for u in updates]
+                achieved = [u.proposal.kl if u.proposal.accepted else 0.0 for u in updates]
+                assert offered == [budget for _, budget in fake.proposals_offered()]
+                assert math.fsum(achieved) <= total * (1 + REL)
+                for k in range(len(updates)):  # an offer never exceeds what is unspent
+                    assert math.fsum(achieved[:k]) + offered[k] <= total * (1 + REL)
+                max_offered = max(max_offered, math.fsum(offered))
+    assert max_offered > 1.5 * total  # the offers alone are not bounded by δ_total
+
+
+def test_prepass_q_is_recorded_for_kkt_and_nan_otherwise():
+    q = agents_q(0.5, 4.0, 1.5)
+    fake = FakeUpdate(q, q_scale=10.0)  # the proposals' q differ from the pre-pass q
+    updates = KKTAllocator().run(fake, 0.03, random.Random(0))
+    assert {u.agent: u.prepass_natgrad_sq_norm for u in updates} == q
+    assert [u.proposal.natgrad_sq_norm for u in updates] == [4.0, 15.0, 50.0]
+    per_agent, _ = allocation_metrics(updates, _Counters(), 0.03)
+    assert {a: m[PREPASS_NATGRAD_SQ_NORM] for a, m in per_agent.items()} == q
+    assert per_agent["a1"][NATGRAD_SQ_NORM] == 4.0 and per_agent["a0"][NATGRAD_SQ_NORM] == 50.0
+    for allocator in (UniformAllocator(), GreedyAllocator()):
+        updates = allocator.run(FakeUpdate(q), 0.03, random.Random(0))
+        per_agent, _ = allocation_metrics(updates, _Counters(), 0.03)
+        assert all(math.isnan(m[PREPASS_NATGRAD_SQ_NORM]) for m in per_agent.values())
+
+
+class _Counters:
+    num_proposals = num_search_directions = num_skipped = 0
 
 
 def _kkt_budgets(allocator, q):
