@@ -114,9 +114,17 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
         critic = self.module[SHARED_CRITIC_ID].unwrapped()
         mask = critic_batch[Columns.LOSS_MASK]
         targets = critic_batch[Postprocessing.VALUE_TARGETS]
+        # The clip window is centred on the critic's own output before this update, in the
+        # units it predicts in ([2]'s reference code). Re-normalising the stored reward-unit
+        # predictions with the statistics updated below would shift the centre away from the
+        # output (in the first iteration most rows would start outside the window and get no
+        # gradient at all).
+        with torch.no_grad():
+            norm_old_values = critic.forward_train({Columns.OBS: critic_batch[Columns.OBS]})[
+                NORMALIZED_VF_PREDS
+            ]
         critic.update_value_norm(targets, mask, reduce_fn=reduce_fn)
         norm_targets = critic.normalize(targets)
-        norm_old_values = critic.normalize(critic_batch[Columns.VF_PREDS])
         losses = []
         for _ in range(cfg.critic_epochs):
             for idx in _critic_minibatches(mask, cfg.critic_num_minibatches, reduce_fn):

@@ -197,3 +197,31 @@ def test_global_states_are_float32_and_discrete_actions_are_ints(spread):
     assert batch[SHARED_CRITIC_ID][Columns.OBS].dtype == torch.float32
     actions = np.asarray(batch["agent_0"][Columns.ACTIONS])
     assert np.issubdtype(actions.dtype, np.integer)
+
+
+def test_first_critic_update_trains_on_nearly_every_row(monkeypatch):
+    """The value clip window is centred on the critic's own output before the update.
+
+    Before, the stored predictions were re-normalised with the value-norm statistics of this
+    batch while the critic still predicted on the old scale: in iteration 1 every row started
+    outside the ±0.2 window and 68–73 % of the rows got no gradient in any epoch.
+    """
+    from rllib_hatrpo import advantages
+
+    config = make_config(MaMuJoCoEnv, {"scenario": "HalfCheetah", "agent_conf": "2x3"})
+    runner, learner = runner_and_learner(config)
+    episodes = runner.sample(num_timesteps=400)
+    shares = []
+    original = advantages.clipped_value_loss
+
+    def spy(values, old_values, targets, mask, **kwargs):
+        loss = original(values, old_values, targets, mask, **kwargs)
+        (grad,) = torch.autograd.grad(loss, values, retain_graph=True)
+        shares.append(float((grad[mask] != 0).float().mean()))
+        return loss
+
+    monkeypatch.setattr(advantages, "clipped_value_loss", spy)
+    learner.update(episodes=episodes, timesteps={})
+    assert len(shares) == config.critic_epochs
+    # Later epochs clip rows whose prediction has moved 0.2 away, as value clipping should.
+    assert shares[0] > 0.99, shares
