@@ -78,6 +78,9 @@ _ENV_FLAG_KEYS: dict[str, dict[str, str]] = {
     "matrix_game": {"scenario": "game"},
 }
 _ENV_DEFAULT_CONFIG: dict[str, dict[str, Any]] = {"mpe": {"scenario": "simple_spread_v3"}}
+# One-step games: every env step is a whole episode, which RLlib's sampler handles at a few
+# hundred per second; 4000 of them per iteration could miss the sampling timeout.
+_ENV_DEFAULT_TRAIN_BATCH: dict[str, int] = {"differential_game": 256, "matrix_game": 256}
 
 
 # --------------------------------------------------------------------------- the parser
@@ -279,7 +282,8 @@ def _add_model_arguments(group: Any) -> None:
         "--train-batch-size",
         type=_int_at_least(1),
         metavar="N",
-        help="env steps per iteration (train_batch_size_per_learner; default 4000)",
+        help="env steps per iteration (train_batch_size_per_learner; default 4000, 256 for "
+        "the one-step games differential_game and matrix_game)",
     )
     group.add_argument(
         "--hidden-sizes",
@@ -633,8 +637,9 @@ def build_config(args: argparse.Namespace, env: Any, env_config: dict, allocator
         training["kl_threshold"] = args.kl_threshold
     if args.total_kl_budget is not None:
         training["total_kl_budget"] = args.total_kl_budget
-    if args.train_batch_size is not None:
-        training["train_batch_size_per_learner"] = args.train_batch_size
+    batch = args.train_batch_size or _ENV_DEFAULT_TRAIN_BATCH.get(getattr(args, "env", None))
+    if batch is not None:
+        training["train_batch_size_per_learner"] = batch
     if args.hidden_sizes is not None:
         training["actor_hidden_sizes"] = list(args.hidden_sizes)
         training["critic_hidden_sizes"] = list(args.hidden_sizes)

@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ray
@@ -50,6 +51,11 @@ from rllib_hatrpo.callbacks import TeamReturnCallback
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_config_checks import validate_hatrpo_config
 from rllib_hatrpo.torch.distributed import balanced_shards
+
+logger = logging.getLogger(__name__)
+
+#: Sampling attempts per iteration before an iteration without any env step is an error.
+MAX_EMPTY_SAMPLE_ATTEMPTS = 3
 
 
 def agent_to_module(agent_id: str, episode: Any = None, **kwargs) -> str:
@@ -280,15 +286,7 @@ class HATRPO(Algorithm):
     def training_step(self) -> None:
         """Sample → critic, allocation and sequential TRPO on the learner → sync actor weights."""
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.total_train_batch_size,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        if not episodes:
-            return
+            episodes, env_runner_results = self._sample()
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
 
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
@@ -310,6 +308,40 @@ class HATRPO(Algorithm):
                 policies=sorted(self.config.policies),
                 inference_only=True,
             )
+
+    def _sample(self) -> tuple[list, list]:
+        """One iteration's episodes; an attempt that returned no env step is repeated.
+
+        RLlib's ``synchronous_parallel_sample`` returns nothing when every EnvRunner missed
+        ``sample_timeout_s`` (a busy machine, slow envs); such an iteration must not be
+        counted as training, so sampling is retried up to ``MAX_EMPTY_SAMPLE_ATTEMPTS`` times.
+
+        Raises:
+            RuntimeError: No attempt sampled anything.
+        """
+        for attempt in range(1, MAX_EMPTY_SAMPLE_ATTEMPTS + 1):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                max_env_steps=self.config.total_train_batch_size,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+            if any(len(episode) for episode in episodes):
+                return episodes, env_runner_results
+            logger.warning(
+                "HATRPO: sampling returned no env step within sample_timeout_s=%s "
+                "(attempt %d of %d); sampling again.",
+                self.config.sample_timeout_s,
+                attempt,
+                MAX_EMPTY_SAMPLE_ATTEMPTS,
+            )
+        raise RuntimeError(
+            f"No env step was sampled in {MAX_EMPTY_SAMPLE_ATTEMPTS} attempts of "
+            f"env_runners(sample_timeout_s={self.config.sample_timeout_s}) each. Raise "
+            "sample_timeout_s, lower training(train_batch_size_per_learner=...), or add "
+            "EnvRunners (env_runners(num_env_runners=...))."
+        )
 
     def _training_data(self, episodes: list) -> dict[str, Any]:
         """``learner_group.update`` arguments: the episodes, or one whole-chunk shard each.

@@ -22,6 +22,7 @@ def _require(ok: bool, message: str) -> None:
 def validate_hatrpo_config(config: Any) -> None:
     """Raises ValueError on the first setting HATRPO cannot use."""
     _validate_numbers(config)
+    _validate_flags_and_sizes(config)
     _validate_rllib_settings(config)
     if config.env is not None:
         _validate_env(config)
@@ -46,7 +47,7 @@ def _validate_numbers(c: Any) -> None:
     for name in ("cg_iters", "line_search_steps", "critic_epochs", "critic_num_minibatches"):
         value = getattr(c, name)
         _require(
-            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            _integer(value) and value >= 1,
             f"training({name}=...) must be an integer >= 1, got {value!r}.",
         )
     for name in ("cg_residual_tol", "fvp_damping", "accept_ratio"):
@@ -75,15 +76,37 @@ def _validate_numbers(c: Any) -> None:
             value is None or (_number(value) and value > 0),
             f"training({name}=...) must be None or > 0, got {value!r}.",
         )
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_flags_and_sizes(c: Any) -> None:
+    """Booleans are bools, sizes positive integers, the rest of the model fields in range."""
+    _require(
+        isinstance(c.use_value_norm, bool),
+        f"training(use_value_norm=...) must be True or False, got {c.use_value_norm!r}.",
+    )
+    _require(
+        _number(c.initial_log_std),
+        f"training(initial_log_std=...) must be a finite number (the log standard deviation "
+        f"of Gaussian actors, e.g. -1.0), got {c.initial_log_std!r}.",
+    )
     for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
         value = getattr(c, name)
         _require(
-            isinstance(value, (list, tuple)) and all(isinstance(v, int) and v > 0 for v in value),
+            isinstance(value, (list, tuple)) and all(_integer(v) and v > 0 for v in value),
             f"training({name}=...) must be a list of positive integers, got {value!r}.",
         )
     _require(
         c.activation in ("relu", "tanh"),
         f"training(activation=...) must be 'relu' or 'tanh', got {c.activation!r}.",
+    )
+    _require(
+        _integer(c.train_batch_size_per_learner) and c.train_batch_size_per_learner >= 1,
+        "training(train_batch_size_per_learner=...) must be an integer >= 1 (env steps per "
+        f"iteration), got {c.train_batch_size_per_learner!r}.",
     )
 
 

@@ -87,3 +87,33 @@ def test_algorithm_checkpoint_resumes_training(ray_session, tmp_path):
             np.testing.assert_array_equal(np.asarray(runner["agent_0"][key]), np.asarray(value))
     finally:
         restored.stop()
+
+
+def test_an_iteration_that_sampled_nothing_is_retried_then_an_error(ray_session, monkeypatch):
+    """Before: an empty sample (every EnvRunner past sample_timeout_s) returned early and the
+    iteration was counted, with 0 env steps and NaN KL."""
+    from rllib_hatrpo import hatrpo
+    from rllib_hatrpo.envs import DifferentialGameEnv
+    from tests.helpers import make_config
+
+    algo = make_config(DifferentialGameEnv, {}, batch=20).build_algo()
+    real, empty_calls = hatrpo.synchronous_parallel_sample, []
+
+    def sample_nothing_twice(**kwargs):
+        if len(empty_calls) < 2:
+            empty_calls.append(kwargs)
+            return [], []
+        return real(**kwargs)
+
+    try:
+        monkeypatch.setattr(hatrpo, "synchronous_parallel_sample", sample_nothing_twice)
+        result = algo.train()
+        assert len(empty_calls) == 2
+        assert result["training_iteration"] == 1
+        assert result["env_runners"]["num_env_steps_sampled"] >= 20
+        assert result["learners"]["__all_modules__"]["kl_total"] > 0
+        monkeypatch.setattr(hatrpo, "synchronous_parallel_sample", lambda **kwargs: ([], []))
+        with pytest.raises(RuntimeError, match=r"No env step was sampled.*sample_timeout_s"):
+            algo.train()
+    finally:
+        algo.stop()

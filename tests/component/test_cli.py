@@ -290,3 +290,22 @@ def test_checkpoint_config_pickle_names_hatrpo(differential_game_run):
     config = ctor["ctor_args_and_kwargs"][0][0]
     assert ctor["class"].__name__ == "HATRPO"
     assert sorted(config["policies"]) == AGENTS
+
+
+@pytest.mark.parametrize(
+    ("argv", "batch"),
+    [
+        (["--env", "differential_game"], 256),
+        (["--env", "matrix_game"], 256),
+        (["--env", "differential_game", "--train-batch-size", "64"], 64),
+        (["--env", "mpe"], 4000),
+    ],
+)
+def test_one_step_games_default_to_a_batch_that_samples_in_time(argv, batch):
+    """Before: 4000 one-step episodes per iteration, which could miss the sampling timeout."""
+    from rllib_hatrpo.cli import build_config, build_parser, resolve_allocator, resolve_env
+
+    args = build_parser().parse_args(["train", *argv])
+    env, env_config, _ = resolve_env(args)
+    config = build_config(args, env, env_config, resolve_allocator(args)[0])
+    assert config.train_batch_size_per_learner == batch

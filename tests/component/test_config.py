@@ -52,6 +52,10 @@ def test_validate_maps_every_agent_to_its_own_module():
         ({"lambda_": 1.5}, r"lambda_"),
         ({"activation": "gelu"}, r"activation"),
         ({"actor_hidden_sizes": [64, 0]}, r"actor_hidden_sizes"),
+        ({"critic_hidden_sizes": [64, True]}, r"critic_hidden_sizes"),
+        ({"initial_log_std": "x"}, r"initial_log_std=.*finite number"),
+        ({"use_value_norm": "no"}, r"use_value_norm=.*True or False"),
+        ({"train_batch_size_per_learner": -5}, r"train_batch_size_per_learner=.*>= 1"),
     ],
 )
 def test_validate_rejects_bad_values_naming_the_field(training, match):
