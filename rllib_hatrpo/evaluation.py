@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rllib_hatrpo.checkpoints import MANIFEST_FILE, CheckpointError, verify_manifest
 from rllib_hatrpo.cli_common import UsageError, import_object
 
 
@@ -59,10 +60,13 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
 
     Reads ``class_and_ctor_args.pkl`` (the algorithm's config) and each actor from
     ``learner_group/learner/rl_module/<module_id>`` with ``RLModule.from_checkpoint``; the
-    critic, the learner and the EnvRunners are not built.
+    critic, the learner and the EnvRunners are not built. A checkpoint with a
+    ``manifest.json`` (``hatrpo train`` writes one) must match it; one without (e.g. from
+    ``algo.save_to_path``) is read as it is.
 
     Raises:
-        UsageError: ``path`` is not a HATRPO checkpoint or cannot be read (names the path).
+        UsageError: ``path`` is not a HATRPO checkpoint, cannot be read, or a file differs from
+            its manifest (names the path).
     """
     path = _checkpoint_dir(Path(path))
     where = f"{path} (resolved: {path.resolve()})" if not path.is_absolute() else str(path)
@@ -73,6 +77,13 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
         raise UsageError(
             "CHECKPOINT", f"{where} is not an RLlib checkpoint (no rllib_checkpoint.json)"
         )
+    if (path / MANIFEST_FILE).is_file():  # written by hatrpo train: check the files first
+        try:
+            verify_manifest(path)
+        except CheckpointError as err:
+            raise UsageError(
+                "CHECKPOINT", f"{err}. Restore it from a backup, or evaluate another checkpoint."
+            ) from err
     try:
         meta = json.loads(meta_file.read_text())
         with (path / meta["class_and_ctor_args_file"]).open("rb") as f:

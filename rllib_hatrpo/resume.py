@@ -23,13 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rllib_hatrpo.checkpoints import CheckpointError, recover_checkpoint, restore_checkpoint
 from rllib_hatrpo.cli_common import UsageError
-from rllib_hatrpo.run_io import (
-    CheckpointError,
-    recover_checkpoint,
-    restore_checkpoint,
-    truncate_metrics_csv,
-)
+from rllib_hatrpo.run_io import truncate_metrics_csv
 
 #: File of a run directory holding the flags the run was started with.
 ARGS_FILE = "args.json"
@@ -199,10 +195,12 @@ def plan_seed(run_dir: Path, seed: int) -> SeedResume:
         path, note = recover_checkpoint(checkpoint)
     except CheckpointError as err:
         if nothing_saved:
+            tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+            when = "during" if tmp.exists() else "before"
             raise UsageError(
                 "--resume",
                 f"seed {seed}: {csv_path} holds {rows} iteration(s) but there is no checkpoint "
-                f"at {checkpoint}: the run stopped before its first checkpoint (train with "
+                f"at {checkpoint}: the run stopped {when} its first checkpoint (train with "
                 f"--checkpoint-every N to checkpoint during training). Delete {run_dir} to "
                 "train this seed again from the start.",
             ) from err

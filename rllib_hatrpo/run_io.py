@@ -16,21 +16,31 @@ and to continue such a run after a crash::
     rows = truncate_metrics_csv(run_dir / "metrics.csv", algo.iteration)
     with MetricsCsv(run_dir / "metrics.csv", agents, append=True) as csv: ...
 
-No Ray import at module level: ``flatten_result`` reads a plain result dict, and the checkpoint
-functions only call ``algo.save_to_path``/``algo.restore_from_path``.
+The checkpoint functions live in :mod:`rllib_hatrpo.checkpoints` (the one save and restore
+routine, with the manifest and the finiteness check) and are importable from here too.
+
+No Ray import at module level: ``flatten_result`` reads a plain result dict.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rllib_hatrpo.checkpoints import (
+    CHECKPOINT_MARKER,
+    MANIFEST_FILE,
+    CheckpointError,
+    NonFiniteStateError,
+    check_checkpoint_files,
+    recover_checkpoint,
+    restore_checkpoint,
+    save_checkpoint_atomically,
+)
 from rllib_hatrpo.metrics import (
     KL_TOTAL,
     NUM_PROPOSALS,
@@ -39,6 +49,24 @@ from rllib_hatrpo.metrics import (
     TEAM_EPISODE_RETURN_MEAN,
     TOTAL_KL_BUDGET,
 )
+
+__all__ = [
+    "CHECKPOINT_MARKER",
+    "ITERATION_COLUMNS",
+    "MANIFEST_FILE",
+    "CheckpointError",
+    "MetricsCsv",
+    "NonFiniteStateError",
+    "agent_column",
+    "check_checkpoint_files",
+    "csv_columns",
+    "flatten_result",
+    "recover_checkpoint",
+    "reset_iteration_timers",
+    "restore_checkpoint",
+    "save_checkpoint_atomically",
+    "truncate_metrics_csv",
+]
 
 # RLlib's result keys (the string values of `ray.rllib.utils.metrics` constants, spelled out
 # so that this module imports without Ray).
@@ -66,12 +94,6 @@ ITERATION_COLUMNS = (
     "learner_update_time_s",
     "sampling_time_s",
 )
-
-#: The file that marks a directory as a complete RLlib checkpoint (written by ``save_to_path``).
-CHECKPOINT_MARKER = "rllib_checkpoint.json"
-
-#: Suffixes of a Checkpointable's state file (``<STATE_FILE_NAME>.pkl`` or ``.msgpack``).
-_STATE_SUFFIXES = (".pkl", ".msgpack")
 
 
 def agent_column(agent: str, key: str) -> str:
@@ -264,180 +286,6 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)  # "3" rather than "3.0" for counters and iteration numbers
     return value
-
-
-def save_checkpoint_atomically(algo: Any, path: str | os.PathLike) -> Path:
-    """Saves ``algo`` to ``path`` so that ``path`` never holds a half-written checkpoint.
-
-    Writes to the sibling ``<path>.tmp``, then moves the previous checkpoint (if any) to
-    ``<path>.old``, renames the new one into place and only then deletes the old one. A crash
-    while saving leaves the previous checkpoint untouched at ``path``; a crash between the two
-    renames (a few microseconds) leaves it at ``<path>.old``.
-
-    Args:
-        algo: An RLlib ``Algorithm`` (anything with ``save_to_path``).
-        path: The checkpoint directory.
-
-    Returns:
-        ``path`` as a ``Path``.
-
-    Raises:
-        RuntimeError: The saved directory has no ``rllib_checkpoint.json``.
-    """
-    path = Path(path).absolute()
-    tmp = path.with_name(path.name + ".tmp")
-    old = path.with_name(path.name + ".old")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    algo.save_to_path(str(tmp))
-    if not (tmp / CHECKPOINT_MARKER).is_file():
-        raise RuntimeError(f"Saving the checkpoint to {tmp} wrote no {CHECKPOINT_MARKER}.")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, incomplete or damaged; the message names the path."""
-
-
-def recover_checkpoint(path: str | os.PathLike) -> tuple[Path, str | None]:
-    """The complete checkpoint of a run at ``path``, recovering from an interrupted replace.
-
-    :func:`save_checkpoint_atomically` moves the previous checkpoint to ``<path>.old`` before
-    renaming the new one into place; a crash between the two renames leaves ``path`` missing
-    and the previous checkpoint at ``<path>.old``. Then ``<path>.old`` is checked and moved
-    back to ``path`` (``<path>.tmp`` is not used: it may be a half-written later save).
-
-    Args:
-        path: The checkpoint directory.
-
-    Returns:
-        (``path``, None), or (``path``, a note saying it was recovered from ``<path>.old``).
-
-    Raises:
-        CheckpointError: Neither ``path`` nor ``<path>.old`` holds a complete checkpoint.
-    """
-    path = Path(path).absolute()
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        check_checkpoint_files(path)
-        return path, None
-    if old.is_dir():
-        check_checkpoint_files(old)
-        os.replace(old, path)
-        return path, (
-            f"{path} was missing and {old} holds the previous complete checkpoint (the run "
-            f"stopped while replacing it): continuing from it, now moved back to {path}"
-        )
-    raise CheckpointError(f"no checkpoint at {path} (nor at {old})")
-
-
-def check_checkpoint_files(path: str | os.PathLike) -> None:
-    """Checks the files every RLlib algorithm checkpoint has, without loading any state.
-
-    ``rllib_checkpoint.json`` must parse and name a constructor file and a state file that
-    exist. :func:`restore_checkpoint` checks the rest against the algorithm.
-
-    Raises:
-        CheckpointError: A file is missing or ``rllib_checkpoint.json`` is not valid JSON.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory")
-    marker = path / CHECKPOINT_MARKER
-    if not marker.is_file():
-        raise CheckpointError(f"{path} has no {CHECKPOINT_MARKER}: not a complete checkpoint")
-    try:
-        meta = json.loads(marker.read_text())
-        ctor_file, state_file = meta["class_and_ctor_args_file"], meta["state_file"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{marker} is damaged: {type(err).__name__}: {err}") from err
-    if not (path / ctor_file).is_file():
-        raise CheckpointError(f"{path / ctor_file} is missing")
-    if not _has_state_file(path, state_file):
-        raise CheckpointError(f"{path / state_file}.pkl is missing")
-
-
-def restore_checkpoint(algo: Any, path: str | os.PathLike) -> None:
-    """Restores ``algo`` from ``path``, refusing a checkpoint that lacks a part of ``algo``.
-
-    RLlib's ``restore_from_path`` silently skips a component whose directory is missing (the
-    learner, a module, ...), which would continue with freshly initialised weights. Here every
-    checkpointable component of ``algo`` (recursively: learner group, learner, each module,
-    EnvRunner and connector states) must have its directory and state file; then any error
-    while loading (truncated or garbage files) is raised as a :class:`CheckpointError`.
-
-    Args:
-        algo: A built RLlib ``Algorithm`` with the checkpoint's config.
-        path: A checkpoint directory written by ``algo.save_to_path``.
-
-    Raises:
-        CheckpointError: A part is missing, a file cannot be loaded, or the checkpoint holds
-            no training iteration.
-    """
-    path = Path(path)
-    check_checkpoint_files(path)
-    missing = _missing_components(algo, path)
-    if missing:
-        shown = ", ".join(str(m) for m in missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise CheckpointError(f"{path} is incomplete: missing {shown}")
-    try:
-        algo.restore_from_path(str(path))
-    except Exception as err:  # any unreadable file: report it, never continue half-restored
-        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-        raise CheckpointError(f"cannot restore {path}: {detail}") from err
-    if algo.iteration < 1:
-        raise CheckpointError(f"{path} holds no training iteration")
-
-
-def _missing_components(algo: Any, path: Path) -> list[Path]:
-    """Parts of ``algo``'s checkpoint absent under ``path``.
-
-    Every top-level component (learner group, EnvRunner or connectors) needs its directory
-    and state file; inside the learner group, every sub-component down to each module (these
-    hold the weights, the optimizer and HATRPO's learner state, and are always saved whole).
-    EnvRunner sub-components are not checked: RLlib saves only those with state.
-    """
-    from ray.rllib.core import COMPONENT_LEARNER_GROUP
-
-    missing = []
-    for name, component in algo.get_checkpointable_components():
-        directory = path / name
-        missing += _missing_state(component, directory)
-        if name == COMPONENT_LEARNER_GROUP and directory.is_dir():
-            missing += _missing_subcomponents(component, directory)
-    return missing
-
-
-def _missing_subcomponents(obj: Any, path: Path) -> list[Path]:
-    missing = []
-    for name, component in obj.get_checkpointable_components():
-        directory = path / name
-        missing += _missing_state(component, directory)
-        if directory.is_dir() and hasattr(component, "get_checkpointable_components"):
-            missing += _missing_subcomponents(component, directory)
-    return missing
-
-
-def _missing_state(component: Any, directory: Path) -> list[Path]:
-    """``[directory]`` if it is absent; its state file if that is; else ``[]``.
-
-    Remote actors (an actor manager) are restored, and checked, by RLlib itself.
-    """
-    if not directory.is_dir():
-        return [directory]
-    if not hasattr(component, "get_checkpointable_components"):
-        return []
-    state_file = getattr(component, "STATE_FILE_NAME", "state")
-    return [] if _has_state_file(directory, state_file) else [directory / f"{state_file}.pkl"]
-
-
-def _has_state_file(directory: Path, stem: str) -> bool:
-    return any((directory / f"{stem}{suffix}").is_file() for suffix in _STATE_SUFFIXES)
 
 
 def reset_iteration_timers(algo: Any) -> None:

@@ -36,6 +36,11 @@ TEAM_RETURN = "team_return"
 #: Fraction of a run's last iterations averaged into its final return.
 FINAL_FRACTION = 0.1
 
+_FIX = (
+    "The trial does not continue from it: restore that checkpoint folder from a backup, or "
+    "run the experiment again in a new output folder (or after deleting this one)."
+)
+
 
 def train_trial(
     config: Mapping[str, Any],
@@ -49,8 +54,12 @@ def train_trial(
 
     Resumes from ``tune.get_checkpoint()`` (learner, allocator and RNG state, env-step
     counters) when Tune restores the trial; checkpoints every ``checkpoint_every`` iterations
-    and at the end. A checkpoint that cannot be restored raises: the trial errors rather than
-    silently starting afresh.
+    and at the end. Saving and restoring are those of ``hatrpo train``
+    (:func:`~rllib_hatrpo.checkpoints.save_checkpoint_atomically`, with a manifest and no
+    non-finite module state; :func:`~rllib_hatrpo.checkpoints.restore_checkpoint`): a
+    checkpoint that is damaged, incomplete or cannot be restored raises a ``CheckpointError``
+    naming the file, so the trial errors rather than silently starting afresh or continuing
+    with missing parts.
 
     Args:
         config: The trial's parameters (Tune's resolved ``param_space``; Tune requires the
@@ -62,6 +71,11 @@ def train_trial(
     """
     from ray import tune
 
+    from rllib_hatrpo.checkpoints import (
+        CheckpointError,
+        restore_checkpoint,
+        save_checkpoint_atomically,
+    )
     from rllib_hatrpo.run_io import flatten_result, reset_iteration_timers
 
     if env_steps is None and iterations is None:
@@ -71,7 +85,10 @@ def train_trial(
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as path:
-                algo.restore_from_path(path)
+                try:
+                    restore_checkpoint(algo, path)
+                except CheckpointError as err:
+                    raise CheckpointError(f"{err}. {_FIX}") from err
         agents = sorted(algo.config.policies)
         while True:
             reset_iteration_timers(algo)
@@ -81,8 +98,8 @@ def train_trial(
             )
             row = {key: value for key, value in row.items() if not _is_nan(value)}
             if done or algo.iteration % checkpoint_every == 0:
-                with tempfile.TemporaryDirectory() as path:
-                    algo.save_to_path(path)
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = save_checkpoint_atomically(algo, Path(tmp) / "checkpoint")
                     tune.report(row, checkpoint=tune.Checkpoint.from_directory(path))
             else:
                 tune.report(row)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from rllib_hatrpo.checkpoints import MANIFEST_FILE, check_checkpoint_files
 from rllib_hatrpo.cli import build_parser, main
 from rllib_hatrpo.sweep import asha_settings, param_space
 
@@ -64,6 +65,12 @@ def test_sweep_writes_curves_and_summary_and_resumes(ray_session, tmp_path, caps
     assert (summary["iterations"] == 2).all() and summary["final_team_return"].notna().all()
     trained = _progress_files(output)
     assert len(trained) == 2
+    # Each trial's last checkpoint, as Tune stored it, passes the checks of a restore.
+    checkpoints = sorted((output / "tune").glob("*/checkpoint_*"))
+    assert len(checkpoints) == 2
+    for checkpoint in checkpoints:
+        assert (checkpoint / MANIFEST_FILE).is_file()
+        check_checkpoint_files(checkpoint)
 
     # The same command again restores the experiment: nothing is trained twice.
     assert main([*SWEEP, "--output", str(output)]) == 0
