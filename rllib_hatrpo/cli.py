@@ -853,11 +853,13 @@ def _train_seed(
     except KeyboardInterrupt:
         interrupted, failed = True, False
     finally:
-        if len(rows) > restored and not failed:
-            save_checkpoint_atomically(algo, run_dir / "checkpoint")
-        algo.stop()
-        if rows:
-            _plot_seed(csv_path, run_dir, f"seed {seed}")
+        try:
+            if len(rows) > restored and not failed:
+                save_checkpoint_atomically(algo, run_dir / "checkpoint")
+        finally:
+            algo.stop()
+            if rows:
+                _plot_seed(csv_path, run_dir, f"seed {seed}")
     print(f"seed {seed}: {_seed_result(rows)}; wrote {run_dir}/", flush=True)
     return csv_path, interrupted
 
