@@ -145,11 +145,25 @@ def _check_masked(name: str, x: Tensor, mask: Tensor) -> None:
 def _masked_moments(
     x: Tensor, mask: Tensor, reduce_fn: ReduceFn | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Global (count, mean, population variance) in float64 over the rows where mask is True."""
+    """Global (count, mean, population variance) in float64 over the rows where mask is True.
+
+    ``x`` has the shape of ``mask`` (0-dim moments) or ``mask.shape + F`` (moments of shape F,
+    one per feature, with one shared count); one ``reduce_fn`` call either way.
+    """
     valid = mask.to(torch.bool)
-    xd = torch.where(valid, x.double(), torch.zeros((), dtype=torch.float64, device=x.device))
-    local = torch.stack([xd.sum(), (xd * xd).sum(), valid.sum().double()])
-    total_sum, total_sum_sq, count = _reduced_stats(local, reduce_fn).unbind()
+    features = x.shape[valid.dim() :]
+    row_valid = valid.reshape(valid.shape + (1,) * len(features))
+    xd = torch.where(row_valid, x.double(), torch.zeros((), dtype=torch.float64, device=x.device))
+    if features:
+        rows = tuple(range(valid.dim()))
+        sums, sums_sq = xd.sum(dim=rows).reshape(-1), (xd * xd).sum(dim=rows).reshape(-1)
+    else:
+        sums, sums_sq = xd.sum().reshape(1), (xd * xd).sum().reshape(1)
+    local = torch.cat([sums, sums_sq, valid.sum().double().reshape(1)])
+    total = _reduced_stats(local, reduce_fn)
+    size = sums.numel()
+    total_sum, total_sum_sq = total[:size].reshape(features), total[size:-1].reshape(features)
+    count = total[-1]
     safe_count = count.clamp_min(1.0)
     mean = total_sum / safe_count
     # Population variance; clamp the rounding residue of sum_sq/n − mean² at 0.
@@ -224,7 +238,7 @@ def update_running_moments(
     mask: Tensor | None = None,
     reduce_fn: ReduceFn | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Fold a batch into running (mean, population variance, count): value normalisation [3].
+    """Fold a batch into running (mean, population variance, count): value and input normalisation.
 
     Exact parallel combination (Chan, Golub & LeVeque 1979) of the running moments (μ_a, σ²_a, n_a)
     with the batch's moments (μ_b, σ²_b, n_b) over its valid rows::
@@ -237,29 +251,43 @@ def update_running_moments(
     from n_a = 0 returns the batch's moments; a batch with no valid rows (on every learner)
     returns the inputs unchanged. No host sync: safe inside a compiled or GPU loop.
 
+    Per-feature moments (the input normalisation of the networks): mean and var of shape [D]
+    and a batch of shape [N, D] give every feature its own moments over the same valid rows
+    (one count), in one ``reduce_fn`` call.
+
     Args:
-        mean: running mean μ_a, 0-dim float.
-        var: running population variance σ²_a, 0-dim float, ≥ 0.
+        mean: running mean μ_a, 0-dim float, or shape [D] for per-feature moments.
+        var: running population variance σ²_a, the shape of ``mean``, ≥ 0.
         count: running count n_a, 0-dim float, ≥ 0.
-        batch: new samples (value targets), shape [N], float.
+        batch: new samples, shape [N] (value targets) or [N, D] with per-feature moments.
         mask: shape [N], bool: rows to include; all rows when None.
-        reduce_fn: sums the batch's float64 ``[sum, sum_sq, count]`` across learners, so that
-            every learner applies the same update; identity when None.
+        reduce_fn: sums the batch's float64 ``[sum, sum_sq, count]`` (per feature: the D
+            sums, the D sums of squares, then the count) across learners, so that every
+            learner applies the same update; identity when None.
 
     Returns:
-        ``(mean, var, count)``, 0-dim tensors with the dtype and device of ``mean``.
+        ``(mean, var, count)``, tensors of the shapes of the inputs, with the dtype and device
+        of ``mean``.
 
     Raises:
-        ValueError: mean, var or count is not 0-dim, or mask does not match batch's shape.
+        ValueError: count is not 0-dim, var's shape differs from mean's, or batch's shape is
+            not mask's shape followed by mean's.
     """
-    shapes = [tuple(t.shape) for t in (mean, var, count)]
-    if any(s != () for s in shapes):
+    if count.dim() != 0 or tuple(var.shape) != tuple(mean.shape):
+        shapes = [tuple(t.shape) for t in (mean, var, count)]
         raise ValueError(
-            f"update_running_moments expects 0-dim mean, var and count; got shapes {shapes}."
+            "update_running_moments expects mean and var of one shape (0-dim, or [D] per "
+            f"feature) and a 0-dim count; got shapes {shapes}."
         )
+    features = tuple(mean.shape)
     if mask is None:
-        mask = torch.ones_like(batch, dtype=torch.bool)
-    _check_masked("update_running_moments", batch, mask)
+        mask = torch.ones(batch.shape[: batch.dim() - len(features)], dtype=torch.bool)
+        mask = mask.to(batch.device)
+    if tuple(batch.shape) != tuple(mask.shape) + features:
+        raise ValueError(
+            "update_running_moments expects batch of shape mask.shape + mean.shape; got batch "
+            f"{tuple(batch.shape)}, mask {tuple(mask.shape)}, mean {features}."
+        )
 
     n_b, mean_b, var_b = _masked_moments(batch, mask, reduce_fn)
     n_a, mean_a, var_a = count.double(), mean.double(), var.double()

@@ -13,7 +13,8 @@ SHARED_CRITIC_ID = "__shared_critic__"
 #: Actor/critic network defaults (HARL's MPE/MaMuJoCo defaults; see benchmarks.md).
 DEFAULT_HIDDEN_SIZES = (128, 128)
 DEFAULT_ACTIVATION = "relu"
-#: HARL normalises the network input with a LayerNorm ("feature normalisation").
-DEFAULT_INPUT_LAYER_NORM = True
+#: The networks' first layer: a running mean/std of every input feature
+#: (``rllib_hatrpo.input_normalization``; "layer_norm" is HARL's feature normalisation).
+DEFAULT_INPUT_NORMALIZATION = "mean_std"
 #: Initial log-std of the Gaussian head: std ≈ 0.37, HARL's sigmoid(1)·0.5 at initialisation.
 DEFAULT_INITIAL_LOG_STD = -1.0

@@ -48,8 +48,13 @@ from ray.rllib.utils.metrics import (
 )
 
 from rllib_hatrpo.callbacks import TeamReturnCallback
-from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
+from rllib_hatrpo.default_hatrpo_rl_module import DEFAULT_INPUT_NORMALIZATION, SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_config_checks import validate_hatrpo_config
+from rllib_hatrpo.input_normalization import (
+    REPLACED_SETTING,
+    InputNormalization,
+    replaced_setting_error,
+)
 from rllib_hatrpo.torch.distributed import balanced_shards
 
 logger = logging.getLogger(__name__)
@@ -105,7 +110,7 @@ class HATRPOConfig(AlgorithmConfig):
         self.actor_hidden_sizes: list[int] = [128, 128]
         self.critic_hidden_sizes: list[int] = [128, 128]
         self.activation = "relu"
-        self.input_layer_norm = True
+        self.input_normalization: InputNormalization = DEFAULT_INPUT_NORMALIZATION
         self.initial_log_std = -1.0
 
     @override(AlgorithmConfig)
@@ -133,7 +138,7 @@ class HATRPOConfig(AlgorithmConfig):
         actor_hidden_sizes: list[int] | None = NotProvided,
         critic_hidden_sizes: list[int] | None = NotProvided,
         activation: str | None = NotProvided,
-        input_layer_norm: bool | None = NotProvided,
+        input_normalization: InputNormalization | None = NotProvided,
         initial_log_std: float | None = NotProvided,
         **kwargs,
     ) -> HATRPOConfig:
@@ -172,9 +177,19 @@ class HATRPOConfig(AlgorithmConfig):
             actor_hidden_sizes: hidden layer sizes of every actor MLP ([128, 128]).
             critic_hidden_sizes: hidden layer sizes of the critic MLP ([128, 128]).
             activation: "relu" or "tanh" for both networks.
-            input_layer_norm: LayerNorm on the network inputs (True, HARL's feature norm).
+            input_normalization: the first layer of every network: "mean_std" (default: each
+                input feature normalised by its running mean and std, clip((x − μ) /
+                sqrt(σ² + 1e-8), ±10), statistics updated by the learner at the end of each
+                update and carried to the EnvRunners with the weights), "layer_norm" (HARL's
+                LayerNorm over the features of each input; it maps a 1-feature input to a
+                constant) or "none". Replaces ``input_layer_norm`` (True → "layer_norm").
             initial_log_std: initial log standard deviation of Gaussian actors (−1.0).
+
+        Raises:
+            ValueError: ``input_layer_norm`` is given (replaced by ``input_normalization``).
         """
+        if REPLACED_SETTING in kwargs:
+            raise replaced_setting_error(kwargs[REPLACED_SETTING])
         super().training(**kwargs)
         for name, value in list(locals().items()):
             if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
@@ -196,7 +211,7 @@ class HATRPOConfig(AlgorithmConfig):
             model_config={
                 "hidden_sizes": list(self.actor_hidden_sizes),
                 "activation": self.activation,
-                "input_layer_norm": self.input_layer_norm,
+                "input_normalization": self.input_normalization,
                 "initial_log_std": self.initial_log_std,
             },
         )
@@ -223,7 +238,7 @@ class HATRPOConfig(AlgorithmConfig):
                     model_config={
                         "hidden_sizes": list(self.critic_hidden_sizes),
                         "activation": self.activation,
-                        "input_layer_norm": self.input_layer_norm,
+                        "input_normalization": self.input_normalization,
                         "use_value_norm": self.use_value_norm,
                     },
                 )

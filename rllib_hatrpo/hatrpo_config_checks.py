@@ -7,6 +7,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from rllib_hatrpo.input_normalization import validate_input_normalization
+
 _SUPPORTED_ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
 
 
@@ -26,6 +28,7 @@ def validate_hatrpo_config(config: Any) -> None:
     _validate_rllib_settings(config)
     if config.env is not None:
         _validate_env(config)
+    validate_input_normalization(config)
 
 
 def _validate_numbers(c: Any) -> None:

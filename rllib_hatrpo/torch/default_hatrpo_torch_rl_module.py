@@ -28,16 +28,23 @@ from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
     DEFAULT_INITIAL_LOG_STD,
-    DEFAULT_INPUT_LAYER_NORM,
+    DEFAULT_INPUT_NORMALIZATION,
 )
-from rllib_hatrpo.torch.mlp import build_mlp
+from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
+from rllib_hatrpo.torch.running_mean_std import (
+    check_state_layout,
+    float64_buffers,
+    load_float64_buffers,
+)
 
 
 class DefaultHATRPOTorchRLModule(TorchRLModule):
     """One agent's policy π_i(a_i | o_i).
 
     ``model_config`` keys: ``hidden_sizes``, ``activation`` ("relu" | "tanh"),
-    ``input_layer_norm`` and ``initial_log_std`` (Box actions only).
+    ``input_normalization`` ("mean_std" | "layer_norm" | "none", see
+    :mod:`rllib_hatrpo.input_normalization`) and ``initial_log_std`` (Box actions only).
     """
 
     @override(TorchRLModule)
@@ -69,7 +76,7 @@ class DefaultHATRPOTorchRLModule(TorchRLModule):
             cfg.get("hidden_sizes", DEFAULT_HIDDEN_SIZES),
             out_dim,
             activation=cfg.get("activation", DEFAULT_ACTIVATION),
-            input_layer_norm=cfg.get("input_layer_norm", DEFAULT_INPUT_LAYER_NORM),
+            input_normalization=input_normalization_of(cfg, DEFAULT_INPUT_NORMALIZATION),
             output_gain=0.01,
         )
         self.log_std = (
@@ -87,6 +94,32 @@ class DefaultHATRPOTorchRLModule(TorchRLModule):
         if self.log_std is not None:
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return {Columns.ACTION_DIST_INPUTS: out}
+
+    @torch.no_grad()
+    def update_input_normalization(self, batch: dict[str, Any], reduce_fn: Any = None) -> None:
+        """Folds the valid rows (``Columns.LOSS_MASK``) of ``batch[Columns.OBS]`` into the
+        running mean/std of the observation (no-op without ``input_normalization="mean_std"``).
+
+        ``reduce_fn``: ``distributed.sum_reduce_fn()``, so that several learners stay equal.
+        """
+        norm = input_normalizer(self.pi)
+        if norm is not None:
+            obs = batch[Columns.OBS]
+            norm.update(obs.reshape(obs.shape[0], -1), batch.get(Columns.LOSS_MASK), reduce_fn)
+
+    @override(TorchRLModule)
+    def get_state(self, *args, **kwargs) -> dict[str, Any]:
+        """RLlib's ``get_state`` with the float64 normaliser statistics at full precision."""
+        state = super().get_state(*args, **kwargs)
+        state.update({k: v for k, v in float64_buffers(self).items() if k in state})
+        return state
+
+    @override(TorchRLModule)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """RLlib's ``set_state``, then the float64 normaliser statistics at full precision."""
+        check_state_layout(self, state, f"HATRPO actor ({self.observation_space})")
+        super().set_state(state)
+        load_float64_buffers(self, state)
 
     @override(TorchRLModule)
     def get_inference_action_dist_cls(self) -> type[TorchDistribution]:

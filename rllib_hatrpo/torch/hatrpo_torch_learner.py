@@ -7,7 +7,9 @@ minibatching, so RLlib's ``MiniBatchDummyIterator`` hands the full batch over on
    value-normalised GAE targets ([2] §5);
 2. the allocation stage: the configured :class:`~rllib_hatrpo.kl_allocation.KLAllocator`
    chooses the agent order and each agent's ``kl_budget`` δ_i (Σ δ_i ≤ δ_total);
-3. the sequential per-agent TRPO steps with the compound ratio M ([1], Algorithm 1).
+3. the sequential per-agent TRPO steps with the compound ratio M ([1], Algorithm 1);
+4. the networks' running input mean/std (``input_normalization="mean_std"``) from this
+   batch, last, so that the whole update saw one normalisation.
 
 Paper symbols → code: M → ``compound_ratio``; δ → ``kl_threshold``; δ_i → ``kl_budget``;
 δ_total → ``total_kl_budget``; g_i → ``policy_grad``; F_i⁻¹g_i → ``search_dir``;
@@ -97,7 +99,23 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
         self.metrics.log_dict(overall, key=ALL_MODULES, window=1)
         if overall["skipped_steps"]:
             logger.debug("HATRPO: %d agent steps skipped by the guards", overall["skipped_steps"])
+        self._update_input_normalization(batch, reduce_fn)
         return {}, {SHARED_CRITIC_ID: critic_loss}, {}
+
+    def _update_input_normalization(self, batch: dict[str, Any], reduce_fn: Any) -> None:
+        """Folds this batch into every network's running input mean/std (``"mean_std"``).
+
+        Runs last in ``_update``: π_old, the actor sweep and the critic of this iteration
+        all saw the same normalisation, and the new statistics reach the EnvRunners with the
+        weight sync, for the next iteration's sampling. Actors use their valid
+        ``Columns.OBS`` rows, the critic its valid global-state rows; ``reduce_fn`` sums the
+        statistics over learners (every learner updates every module, in the same order).
+        A module without ``update_input_normalization`` (a user's own) is left alone.
+        """
+        for mid in [*self.actor_ids, SHARED_CRITIC_ID]:
+            update = getattr(self.module[mid].unwrapped(), "update_input_normalization", None)
+            if update is not None:
+                update(batch[mid], reduce_fn)
 
     def _update_critic(
         self, critic_batch: dict[str, Any], reduce_fn: ReduceFn | None = None

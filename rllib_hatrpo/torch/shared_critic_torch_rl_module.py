@@ -1,6 +1,7 @@
 """The learner-only central critic V(s) on the environment's global state, with value
 normalisation (running mean/variance of the value targets, kept in module buffers so that
-checkpoints carry it; [1] §5, HARL's ValueNorm).
+checkpoints carry it; [1] §5, HARL's ValueNorm) and, by default, a running mean/std
+normalisation of every state feature (:mod:`rllib_hatrpo.input_normalization`).
 
 References:
     [1] Zhong et al., Heterogeneous-Agent Reinforcement Learning, JMLR 25 (2024),
@@ -23,9 +24,15 @@ from rllib_hatrpo import advantages
 from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
-    DEFAULT_INPUT_LAYER_NORM,
+    DEFAULT_INPUT_NORMALIZATION,
 )
-from rllib_hatrpo.torch.mlp import build_mlp
+from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
+from rllib_hatrpo.torch.running_mean_std import (
+    check_state_layout,
+    float64_buffers,
+    load_float64_buffers,
+)
 
 #: Output column of the critic's forward pass: V(s) in normalised units.
 NORMALIZED_VF_PREDS = "normalized_vf_preds"
@@ -34,8 +41,8 @@ NORMALIZED_VF_PREDS = "normalized_vf_preds"
 class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
     """V(s) for the team; ``compute_values`` returns values in reward units.
 
-    ``model_config`` keys: ``hidden_sizes``, ``activation``, ``input_layer_norm`` and
-    ``use_value_norm`` (default True).
+    ``model_config`` keys: ``hidden_sizes``, ``activation``, ``input_normalization``
+    ("mean_std" | "layer_norm" | "none") and ``use_value_norm`` (default True).
     """
 
     @override(TorchRLModule)
@@ -47,7 +54,7 @@ class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
             cfg.get("hidden_sizes", DEFAULT_HIDDEN_SIZES),
             1,
             activation=cfg.get("activation", DEFAULT_ACTIVATION),
-            input_layer_norm=cfg.get("input_layer_norm", DEFAULT_INPUT_LAYER_NORM),
+            input_normalization=input_normalization_of(cfg, DEFAULT_INPUT_NORMALIZATION),
             output_gain=1.0,
         )
         self.register_buffer("value_norm_mean", torch.zeros(()))
@@ -62,6 +69,29 @@ class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
     @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Tensor:
         return self.denormalize(self._forward(batch)[NORMALIZED_VF_PREDS])
+
+    @torch.no_grad()
+    def update_input_normalization(self, batch: dict[str, Any], reduce_fn: Any = None) -> None:
+        """Folds the valid rows (``Columns.LOSS_MASK``) of the global state
+        ``batch[Columns.OBS]`` into the state's running mean/std (no-op unless "mean_std")."""
+        norm = input_normalizer(self.vf)
+        if norm is not None:
+            state = batch[Columns.OBS]
+            norm.update(state.reshape(state.shape[0], -1), batch.get(Columns.LOSS_MASK), reduce_fn)
+
+    @override(TorchRLModule)
+    def get_state(self, *args, **kwargs) -> dict[str, Any]:
+        """RLlib's ``get_state`` with the float64 normaliser statistics at full precision."""
+        state = super().get_state(*args, **kwargs)
+        state.update({k: v for k, v in float64_buffers(self).items() if k in state})
+        return state
+
+    @override(TorchRLModule)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """RLlib's ``set_state``, then the float64 normaliser statistics at full precision."""
+        check_state_layout(self, state, "HATRPO central critic")
+        super().set_state(state)
+        load_float64_buffers(self, state)
 
     def update_value_norm(self, targets: Tensor, mask: Tensor, reduce_fn=None) -> None:
         """Folds the masked value targets into the running moments (no-op if disabled)."""

@@ -117,3 +117,25 @@ def test_an_iteration_that_sampled_nothing_is_retried_then_an_error(ray_session,
             algo.train()
     finally:
         algo.stop()
+
+
+def test_env_runner_actors_normalise_with_the_learners_statistics(ray_session):
+    """After one iteration the remote EnvRunner's actors hold the learner's running input
+    mean/std exactly (float64), updated from that iteration's valid rows."""
+    algo = _config(MPEEnv, {"scenario": "simple_spread_v3"}, 100).build_algo()
+    try:
+        result = algo.train()
+        agents = sorted(algo.config.policies)
+        runner = _runner_weights(algo)
+        learner = algo.learner_group.get_weights(module_ids=[*agents, SHARED_CRITIC_ID])
+        sampled = result["env_runners"]["num_env_steps_sampled"]
+        for mid in agents:
+            for key in ("pi.0.mean", "pi.0.var", "pi.0.count"):
+                ours, theirs = np.asarray(learner[mid][key]), np.asarray(runner[mid][key])
+                assert ours.dtype == theirs.dtype == np.float64, key
+                np.testing.assert_array_equal(theirs, ours)
+            assert learner[mid]["pi.0.count"] == sampled  # every agent acts at every step
+            assert np.any(learner[mid]["pi.0.var"] != 1.0)
+        assert learner[SHARED_CRITIC_ID]["vf.0.count"] == sampled
+    finally:
+        algo.stop()
