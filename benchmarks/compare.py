@@ -38,7 +38,7 @@ iteration against env steps per HATRPO method, with δ_total dashed), ``summary.
 Table columns, per task and method (n seeds):
 
 - final team return: each run's mean over its last 10 % of iterations
-  (``rllib_hatrpo.tune_support.final_return``); mean ± std over seeds (population std);
+  (``rllib_hatrpo.experiments.tune.final_return``); mean ± std over seeds (population std);
 - steps to 99 %: the first env-step count at which the method's seed-mean curve reaches
   99 % of the best method's final mean (R* − 0.01·|R*|); "—" if never;
 - gain vs uniform: (R_method − R_uniform) / |R_uniform| of the seed means, as the joint-budget
@@ -116,7 +116,7 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
 
-    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable, restore_or_create_tuner
+    from rllib_hatrpo.experiments.tune import TEAM_RETURN, make_trainable, restore_or_create_tuner
 
     env_steps = args.env_steps or task.env_steps
     plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
@@ -161,7 +161,7 @@ def trial_config(task: Any, params: dict[str, Any]) -> Any:
 
 
 def collect_curves(out: Path, tasks: list[str]) -> pd.DataFrame:
-    from rllib_hatrpo.tune_support import read_trials
+    from rllib_hatrpo.experiments.tune import read_trials
 
     frames = []
     for task in tasks:
@@ -198,7 +198,7 @@ def kl_spend(run: pd.DataFrame) -> tuple[float, float]:
 
 
 def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
-    from rllib_hatrpo.tune_support import final_return
+    from rllib_hatrpo.experiments.tune import final_return
 
     rows = []
     for task, task_runs in curves.groupby("task", sort=False):
@@ -278,7 +278,7 @@ def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = "team_r
     left out); for ``kl_total`` the joint budget ``total_kl_budget`` is drawn dashed."""
     from matplotlib.figure import Figure
 
-    from rllib_hatrpo.plotting import seed_band
+    from rllib_hatrpo.experiments.plots import seed_band
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()

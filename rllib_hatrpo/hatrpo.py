@@ -154,7 +154,7 @@ class HATRPOConfig(AlgorithmConfig):
             kl_allocator: "uniform" (HATRPO: δ_total/n each, random order), "kkt" (HATRPO-W:
                 closed-form KKT split by natural-gradient norm), "greedy" (HATRPO-G: best
                 improvement per KL first), or a subclass of
-                :class:`rllib_hatrpo.kl_allocation.KLAllocator`.
+                :class:`rllib_hatrpo.core.allocation.KLAllocator`.
             kl_allocator_config: keyword options of the allocator (e.g. kkt's ``min_share``,
                 ``max_share``, ``carry_over``, ``share_smoothing``; greedy's ``score_eps``).
             cg_iters: conjugate-gradient iterations for x ≈ F⁻¹g (10). More iterations give a

@@ -32,7 +32,7 @@ def validate_hatrpo_config(config: Any) -> None:
 
 
 def _validate_numbers(c: Any) -> None:
-    from rllib_hatrpo.kl_allocation import make_allocator
+    from rllib_hatrpo.core.allocation import make_allocator
 
     _require(
         _number(c.kl_threshold) and c.kl_threshold > 0,

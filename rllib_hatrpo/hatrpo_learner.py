@@ -16,8 +16,8 @@ from ray.rllib.core.learner.learner import Learner
 from ray.rllib.utils.annotations import override
 
 from rllib_hatrpo.connectors.central_critic_gae import CentralCriticGAE
+from rllib_hatrpo.core.allocation import KLAllocator, make_allocator
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
-from rllib_hatrpo.kl_allocation import KLAllocator, make_allocator
 
 #: Key of HATRPO's own entries in the learner state.
 HATRPO_LEARNER_STATE = "hatrpo"

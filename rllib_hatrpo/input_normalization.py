@@ -2,7 +2,7 @@
 
 - ``"mean_std"`` (default): every input feature normalised by its running mean and std,
   ``clip((x − μ) / sqrt(σ² + 1e-8), ±10)``, statistics updated by the learner at the end of
-  each update (:class:`rllib_hatrpo.torch.running_mean_std.RunningMeanStd`).
+  each update (:class:`rllib_hatrpo.core.running_mean_std.RunningMeanStd`).
 - ``"layer_norm"``: HARL's feature normalisation, a LayerNorm over the features of each row.
   It maps a one-feature input to a constant and a two-feature input to ±1: a state such as
   ``[t/T]`` reaches the critic as one constant value.

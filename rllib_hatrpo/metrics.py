@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rllib_hatrpo.sequential_update import AgentUpdate
+from rllib_hatrpo.core.allocation.protocol import AgentUpdate
 
 # Per agent.
 KL_BUDGET = "kl_budget"

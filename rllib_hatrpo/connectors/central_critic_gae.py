@@ -27,7 +27,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from rllib_hatrpo import advantages
+from rllib_hatrpo.core import advantages
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
 from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY

@@ -24,6 +24,11 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
+from rllib_hatrpo.core.running_mean_std import (
+    check_state_layout,
+    float64_buffers,
+    load_float64_buffers,
+)
 from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
@@ -32,11 +37,6 @@ from rllib_hatrpo.default_hatrpo_rl_module import (
 )
 from rllib_hatrpo.input_normalization import input_normalization_of
 from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
-from rllib_hatrpo.torch.running_mean_std import (
-    check_state_layout,
-    float64_buffers,
-    load_float64_buffers,
-)
 
 
 class DefaultHATRPOTorchRLModule(TorchRLModule):

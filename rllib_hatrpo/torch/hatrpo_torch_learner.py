@@ -5,7 +5,7 @@ minibatching, so RLlib's ``MiniBatchDummyIterator`` hands the full batch over on
 
 1. the central critic: ``critic_epochs`` Adam passes on a clipped Huber loss against
    value-normalised GAE targets ([2] §5);
-2. the allocation stage: the configured :class:`~rllib_hatrpo.kl_allocation.KLAllocator`
+2. the allocation stage: the configured :class:`~rllib_hatrpo.core.allocation.KLAllocator`
    chooses the agent order and each agent's ``kl_budget`` δ_i (Σ δ_i ≤ δ_total);
 3. the sequential per-agent TRPO steps with the compound ratio M ([1], Algorithm 1);
 4. the networks' running input mean/std (``input_normalization="mean_std"``) from this
@@ -48,8 +48,8 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ALL_MODULES
 
-from rllib_hatrpo import advantages
-from rllib_hatrpo.advantages import ReduceFn
+from rllib_hatrpo.core import advantages
+from rllib_hatrpo.core.advantages import ReduceFn
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_learner import HATRPOLearner
 from rllib_hatrpo.metrics import REPLICA_MAX_ABS_DIFF, allocation_metrics

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from rllib_hatrpo.core.running_mean_std import RunningMeanStd
 from rllib_hatrpo.input_normalization import INPUT_NORMALIZATIONS
-from rllib_hatrpo.torch.running_mean_std import RunningMeanStd
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 #: Orthogonal-init gains: sqrt(2) for hidden ReLU/Tanh layers; the output layer gain is passed.

@@ -1,6 +1,7 @@
 """One iteration's sequential TRPO sweep over the agents, in torch ([1], Algorithm 1).
 
-:class:`TorchSequentialUpdate` implements :class:`rllib_hatrpo.sequential_update.SequentialUpdate`
+:class:`TorchSequentialUpdate` implements
+:class:`rllib_hatrpo.core.allocation.protocol.SequentialUpdate`
 for the allocators: ``natgrad_sq_norm`` (the pre-pass), ``propose`` (a trial step that leaves
 the parameters untouched) and ``commit`` (write the step, update the compound ratio).
 
@@ -31,8 +32,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from torch import Tensor
 
-from rllib_hatrpo import trust_region as tr
-from rllib_hatrpo.sequential_update import Proposal
+from rllib_hatrpo.core import trust_region as tr
+from rllib_hatrpo.core.allocation.protocol import Proposal
 
 
 @dataclass

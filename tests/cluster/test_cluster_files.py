@@ -19,7 +19,7 @@ import pytest
 import ray
 import yaml
 
-from rllib_hatrpo.cli import build_parser
+from rllib_hatrpo.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -271,7 +271,7 @@ def test_runtime_env_excludes_leave_local_runs_out_of_the_upload(tmp_path):
     repo = tmp_path / "repo"
     files = [
         "README.md",
-        "rllib_hatrpo/cli.py",
+        "rllib_hatrpo/cli/main.py",
         "rllib_hatrpo/__pycache__/cli.cpython-311.pyc",
         "rllib_hatrpo.egg-info/PKG-INFO",
         "results/throughput/summary.md",
@@ -287,4 +287,4 @@ def test_runtime_env_excludes_leave_local_runs_out_of_the_upload(tmp_path):
     _zip_files(str(repo), excludes, str(archive), include_gitignore=False)
     with zipfile.ZipFile(archive) as packed:
         uploaded = {n for n in packed.namelist() if not n.endswith("/")}
-    assert uploaded == {"README.md", "rllib_hatrpo/cli.py"}
+    assert uploaded == {"README.md", "rllib_hatrpo/cli/main.py"}

@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
+from rllib_hatrpo.core.allocation import GreedyAllocator, KKTAllocator, kkt_allocation
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.envs import MaMuJoCoEnv
-from rllib_hatrpo.kl_allocation import GreedyAllocator, KKTAllocator, kkt_allocation
 from rllib_hatrpo.metrics import (
     KL_BUDGET,
     NATGRAD_SQ_NORM,

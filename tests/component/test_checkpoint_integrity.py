@@ -1,7 +1,8 @@
 """Every restore path checks what it restores; a checkpoint never stores non-finite state.
 
-The two restore paths are ``hatrpo train --resume`` (:mod:`rllib_hatrpo.resume`) and the Tune
-trainable :func:`rllib_hatrpo.tune_support.train_trial` (``hatrpo tune``, the tuned examples,
+The two restore paths are ``hatrpo train --resume`` (:mod:`rllib_hatrpo.experiments.resume`) and
+the Tune
+trainable :func:`rllib_hatrpo.experiments.tune.train_trial` (``hatrpo tune``, the tuned examples,
 ``benchmarks/compare.py``). The trainable is called here outside a Tune run, with
 ``tune.get_checkpoint`` and ``tune.report`` replaced: Tune itself would only hand it the
 checkpoint folder it stored.
@@ -17,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from rllib_hatrpo.cli import build_config, build_parser, main, resolve_allocator, resolve_env
+from rllib_hatrpo.cli.main import build_config, build_parser, main, resolve_allocator, resolve_env
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
-from rllib_hatrpo.resume import plan_seed
-from rllib_hatrpo.run_io import (
+from rllib_hatrpo.experiments.records import (
     CheckpointError,
     check_checkpoint_files,
     recover_checkpoint,
     restore_checkpoint,
     save_checkpoint_atomically,
 )
-from rllib_hatrpo.tune_support import train_trial
+from rllib_hatrpo.experiments.resume import plan_seed
+from rllib_hatrpo.experiments.tune import train_trial
 
 pytestmark = pytest.mark.component
 
@@ -193,8 +194,8 @@ def test_save_refuses_a_non_finite_critic_buffer_and_keeps_the_previous_checkpoi
 
 
 def test_evaluate_refuses_a_flipped_byte_in_module_weights(run, tmp_path):
-    from rllib_hatrpo.cli_common import UsageError
-    from rllib_hatrpo.evaluation import load_checkpoint_policies
+    from rllib_hatrpo.cli.common import UsageError
+    from rllib_hatrpo.experiments.evaluation import load_checkpoint_policies
 
     checkpoint = _checkpoint(run, tmp_path)
     _flip_byte(checkpoint / WEIGHTS)

@@ -17,15 +17,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rllib_hatrpo.cli import StopCriteria, build_parser, main, resolve_env, seed_summary
-from rllib_hatrpo.metrics import KL_BUDGET, PER_AGENT_KEYS, TOTAL_KL_BUDGET
-from rllib_hatrpo.plotting import plot_learning_curve, seed_band
-from rllib_hatrpo.run_io import (
+from rllib_hatrpo.cli.main import StopCriteria, build_parser, main, resolve_env, seed_summary
+from rllib_hatrpo.experiments.plots import plot_learning_curve, seed_band
+from rllib_hatrpo.experiments.records import (
     ITERATION_COLUMNS,
     MetricsCsv,
     flatten_result,
     save_checkpoint_atomically,
 )
+from rllib_hatrpo.metrics import KL_BUDGET, PER_AGENT_KEYS, TOTAL_KL_BUDGET
 
 pytestmark = pytest.mark.component
 
@@ -303,7 +303,7 @@ def test_checkpoint_config_pickle_names_hatrpo(differential_game_run):
 )
 def test_one_step_games_default_to_a_batch_that_samples_in_time(argv, batch):
     """Before: 4000 one-step episodes per iteration, which could miss the sampling timeout."""
-    from rllib_hatrpo.cli import build_config, build_parser, resolve_allocator, resolve_env
+    from rllib_hatrpo.cli.main import build_config, build_parser, resolve_allocator, resolve_env
 
     args = build_parser().parse_args(["train", *argv])
     env, env_config, _ = resolve_env(args)

@@ -8,8 +8,8 @@ import pytest
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rllib_hatrpo import HATRPOConfig
+from rllib_hatrpo.core.allocation import KLAllocator, UniformAllocator
 from rllib_hatrpo.envs import DifferentialGameEnv, MatrixGameEnv
-from rllib_hatrpo.kl_allocation import KLAllocator, UniformAllocator
 
 pytestmark = pytest.mark.component
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from rllib_hatrpo.cli import build_config, build_parser, resolve_allocator, resolve_env
+from rllib_hatrpo.cli.main import build_config, build_parser, resolve_allocator, resolve_env
 
 pytestmark = pytest.mark.component
 

@@ -81,7 +81,7 @@ def _run_both(two_learners, allocator: str) -> tuple[list, dict, dict, list, dic
     group, single, initial, shards, refs = two_learners
 
     def reset(learner):
-        from rllib_hatrpo.kl_allocation import make_allocator
+        from rllib_hatrpo.core.allocation import make_allocator
 
         learner.allocator = make_allocator(allocator)
         learner.set_state(copy.deepcopy(initial))

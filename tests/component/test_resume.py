@@ -28,9 +28,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rllib_hatrpo.cli import build_config, build_parser, main, resolve_allocator, resolve_env
-from rllib_hatrpo.resume import merge_flags, plan_seed, restore_seed
-from rllib_hatrpo.run_io import (
+from rllib_hatrpo.cli.main import build_config, build_parser, main, resolve_allocator, resolve_env
+from rllib_hatrpo.experiments.records import (
     CheckpointError,
     MetricsCsv,
     flatten_result,
@@ -38,6 +37,7 @@ from rllib_hatrpo.run_io import (
     restore_checkpoint,
     truncate_metrics_csv,
 )
+from rllib_hatrpo.experiments.resume import merge_flags, plan_seed, restore_seed
 
 pytestmark = pytest.mark.component
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rllib_hatrpo.checkpoints import MANIFEST_FILE, check_checkpoint_files
-from rllib_hatrpo.cli import build_parser, main
-from rllib_hatrpo.sweep import asha_settings, param_space
+from rllib_hatrpo.cli.main import build_parser, main
+from rllib_hatrpo.experiments.checkpoints import MANIFEST_FILE, check_checkpoint_files
+from rllib_hatrpo.experiments.sweeps import asha_settings, param_space
 
 pytestmark = pytest.mark.component
 

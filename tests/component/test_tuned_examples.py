@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from rllib_hatrpo.tuned_example import METHODS, TunedTask, run_tuned_example
+from rllib_hatrpo.experiments.tuned import METHODS, TunedTask, run_tuned_example
 
 pytestmark = pytest.mark.component
 

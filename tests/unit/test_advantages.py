@@ -1,4 +1,4 @@
-"""Unit tests for rllib_hatrpo.advantages: GAE, masked moments, value normalisation, value loss."""
+"""rllib_hatrpo.core.advantages: GAE, masked moments, value normalisation, value loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rllib_hatrpo.advantages import (
+from rllib_hatrpo.core.advantages import (
     clipped_value_loss,
     denormalize,
     generalized_advantage_estimate,

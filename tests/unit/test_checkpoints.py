@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rllib_hatrpo.checkpoints import (
+from rllib_hatrpo.experiments.checkpoints import (
     MANIFEST_FILE,
     CheckpointError,
     NonFiniteStateError,

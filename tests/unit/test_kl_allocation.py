@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from rllib_hatrpo.kl_allocation import (
+from rllib_hatrpo.core.allocation import (
     ALLOCATORS,
     GreedyAllocator,
     KKTAllocator,
@@ -23,8 +23,8 @@ from rllib_hatrpo.kl_allocation import (
     predicted_gain,
     uniform_allocation,
 )
+from rllib_hatrpo.core.allocation.protocol import AgentUpdate, Proposal, sweep
 from rllib_hatrpo.metrics import NATGRAD_SQ_NORM, PREPASS_NATGRAD_SQ_NORM, allocation_metrics
-from rllib_hatrpo.sequential_update import AgentUpdate, Proposal, sweep
 
 REL = 1e-12
 
@@ -582,7 +582,7 @@ def test_make_allocator_errors_name_the_field():
         def run(self, update, total_kl_budget, rng):
             return []
 
-    with pytest.raises(TypeError, match=r"subclasses rllib_hatrpo\.kl_allocation\.KLAllocator"):
+    with pytest.raises(TypeError, match=r"subclasses rllib_hatrpo\.core\.allocation\.KLAllocator"):
         make_allocator(NotAnAllocator, None)
 
 

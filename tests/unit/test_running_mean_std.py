@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rllib_hatrpo.torch.running_mean_std import RunningMeanStd
+from rllib_hatrpo.core.running_mean_std import RunningMeanStd
 
 
 def _batch(n=200, seed=0):

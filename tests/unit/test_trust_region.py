@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from rllib_hatrpo import trust_region as tr
+from rllib_hatrpo.core import trust_region as tr
 
 
 def _spd(n: int, seed: int) -> torch.Tensor:
@@ -212,8 +212,8 @@ def test_invalid_direction_is_flagged():
 
 def test_pure_modules_do_not_import_ray():
     code = (
-        "import sys; import rllib_hatrpo.trust_region, rllib_hatrpo.advantages, "
-        "rllib_hatrpo.kl_allocation, rllib_hatrpo.sequential_update; "
+        "import sys; import rllib_hatrpo.core.trust_region, rllib_hatrpo.core.advantages, "
+        "rllib_hatrpo.core.allocation, rllib_hatrpo.core.allocation.protocol; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

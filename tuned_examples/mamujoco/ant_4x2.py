@@ -14,7 +14,7 @@ Results to expect
 {expected}
 """
 
-from rllib_hatrpo.tuned_example import TunedTask, run_tuned_example
+from rllib_hatrpo.experiments.tuned import TunedTask, run_tuned_example
 
 TASK = TunedTask(
     name="ant_4x2",

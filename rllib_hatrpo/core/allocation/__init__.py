@@ -16,7 +16,7 @@ each iteration (order and per-agent budget δ_i). Three allocators:
   per unit of KL at a fair-share radius is committed (see `GreedyAllocator`).
 
 The functions and classes here are pure (standard library only). The learner implements
-`rllib_hatrpo.sequential_update.SequentialUpdate` with torch and passes itself to
+`rllib_hatrpo.core.allocation.protocol.SequentialUpdate` with torch and passes itself to
 `KLAllocator.run`.
 
 References:
@@ -37,10 +37,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rllib_hatrpo.sequential_update import AgentUpdate, Proposal, SequentialUpdate, sweep
+from rllib_hatrpo.core.allocation.protocol import AgentUpdate, Proposal, SequentialUpdate, sweep
 
 __all__ = [
     "ALLOCATORS",
+    "ALLOCATOR_NAMES",
     "GreedyAllocator",
     "KKTAllocator",
     "KLAllocation",
@@ -572,6 +573,8 @@ def _check_option(
 ALLOCATORS: dict[str, type[KLAllocator]] = {
     cls.name: cls for cls in (UniformAllocator, KKTAllocator, GreedyAllocator)
 }
+#: The built-in allocators' names, in the order they are listed and compared everywhere.
+ALLOCATOR_NAMES: tuple[str, ...] = tuple(ALLOCATORS)
 
 
 def make_allocator(
@@ -596,7 +599,7 @@ def make_allocator(
         if kl_allocator not in ALLOCATORS:
             raise ValueError(
                 f"kl_allocator must be one of {sorted(ALLOCATORS)} or a subclass of "
-                f"rllib_hatrpo.kl_allocation.KLAllocator, got {kl_allocator!r}"
+                f"rllib_hatrpo.core.allocation.KLAllocator, got {kl_allocator!r}"
             )
         cls = ALLOCATORS[kl_allocator]
     elif isinstance(kl_allocator, type) and issubclass(kl_allocator, KLAllocator):
@@ -604,7 +607,7 @@ def make_allocator(
     else:
         raise TypeError(
             f"kl_allocator must be one of {sorted(ALLOCATORS)} or a class that subclasses "
-            f"rllib_hatrpo.kl_allocation.KLAllocator, got {kl_allocator!r}"
+            f"rllib_hatrpo.core.allocation.KLAllocator, got {kl_allocator!r}"
         )
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"kl_allocator_config must be a mapping or None, got {options!r}")

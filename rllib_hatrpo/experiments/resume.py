@@ -23,9 +23,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.checkpoints import CheckpointError, recover_checkpoint, restore_checkpoint
-from rllib_hatrpo.cli_common import UsageError
-from rllib_hatrpo.run_io import truncate_metrics_csv
+from rllib_hatrpo.cli.common import UsageError
+from rllib_hatrpo.experiments.checkpoints import (
+    CheckpointError,
+    recover_checkpoint,
+    restore_checkpoint,
+)
+from rllib_hatrpo.experiments.records import truncate_metrics_csv
 
 #: File of a run directory holding the flags the run was started with.
 ARGS_FILE = "args.json"

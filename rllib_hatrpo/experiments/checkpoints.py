@@ -1,8 +1,8 @@
 """Checkpoints that are complete, intact and finite, or refused: one save and one restore routine.
 
 Every path that writes or reads a training checkpoint goes through here: ``hatrpo train``
-and ``hatrpo train --resume`` (:mod:`rllib_hatrpo.resume`), and the Tune trainable
-(:func:`rllib_hatrpo.tune_support.train_trial`, used by ``hatrpo tune``, the tuned examples and
+and ``hatrpo train --resume`` (:mod:`rllib_hatrpo.experiments.resume`), and the Tune trainable
+(:func:`rllib_hatrpo.experiments.tune.train_trial`, used by ``hatrpo tune``, the tuned examples and
 ``benchmarks/compare.py``)::
 
     save_checkpoint_atomically(algo, run_dir / "checkpoint")       # or NonFiniteStateError

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.tune_support import (
+from rllib_hatrpo.experiments.tune import (
     TEAM_RETURN,
     final_return,
     make_trainable,

@@ -3,7 +3,7 @@
 One HATRPO iteration updates the agents one after another (the sequential update of [1],
 Algorithm 1): agent i's surrogate is weighted by the compound ratio M of the agents already
 updated, and after its step M is multiplied by its new/old ratio. The allocators of
-`rllib_hatrpo.kl_allocation` decide the order and each agent's KL budget δ_i; the learner
+`rllib_hatrpo.core.allocation` decide the order and each agent's KL budget δ_i; the learner
 does the tensor work. This module is the interface between the two and imports no torch, so
 that the allocators can be tested with a fake learner.
 

@@ -10,9 +10,10 @@
 atomically), ``learning_curve.png`` and ``allocation.png``; with several seeds also
 ``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std over seeds).
 ``hatrpo train --resume OUTPUT`` continues the unfinished seeds of such a run from their
-checkpoints (:mod:`rllib_hatrpo.resume`). ``hatrpo tune`` runs a Ray Tune sweep over
-allocator × KL budget × seed (:mod:`rllib_hatrpo.sweep`). ``hatrpo evaluate`` rebuilds only
-the actors and the env from a checkpoint (:mod:`rllib_hatrpo.evaluation`).
+checkpoints (:mod:`rllib_hatrpo.experiments.resume`). ``hatrpo tune`` runs a Ray Tune sweep over
+allocator × KL budget × seed (:mod:`rllib_hatrpo.experiments.sweeps`). ``hatrpo evaluate``
+rebuilds only
+the actors and the env from a checkpoint (:mod:`rllib_hatrpo.experiments.evaluation`).
 
 This module parses the arguments, dispatches, and runs the train loop. It is the user-facing
 front end, so it prints; the library it calls does not. Usage errors (a bad flag value, an
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from rllib_hatrpo.cli_common import (
+from rllib_hatrpo.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -586,7 +587,7 @@ def resolve_env(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
 
 def resolve_allocator(args: argparse.Namespace) -> tuple[Any, str]:
     """(the ``kl_allocator`` value, its short name); checks --allocator-config against it."""
-    from rllib_hatrpo.kl_allocation import make_allocator
+    from rllib_hatrpo.core.allocation import make_allocator
 
     allocator, label = allocator_from_name(args.allocator, "--allocator")
     try:
@@ -602,7 +603,7 @@ def allocator_from_name(name: str, flag: str) -> tuple[Any, str]:
     Raises:
         UsageError: An unknown name, or a class that is not a ``KLAllocator`` (names ``flag``).
     """
-    from rllib_hatrpo.kl_allocation import KLAllocator
+    from rllib_hatrpo.core.allocation import KLAllocator
 
     if name in ALLOCATOR_NAMES:
         return name, name
@@ -610,7 +611,7 @@ def allocator_from_name(name: str, flag: str) -> tuple[Any, str]:
         allocator = import_object(name, flag)
         if not (isinstance(allocator, type) and issubclass(allocator, KLAllocator)):
             raise UsageError(
-                flag, f"{name!r} is not a subclass of rllib_hatrpo.kl_allocation.KLAllocator"
+                flag, f"{name!r} is not a subclass of rllib_hatrpo.core.allocation.KLAllocator"
             )
         return allocator, allocator.__name__
     raise UsageError(
@@ -689,7 +690,7 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     output.mkdir(parents=True, exist_ok=True)
     if resuming:
-        from rllib_hatrpo.resume import record_resume
+        from rllib_hatrpo.experiments.resume import record_resume
 
         record_resume(output, vars(args), args.argv)
     else:
@@ -737,7 +738,7 @@ def _check_new_run(output: Path, seeds: Sequence[int]) -> dict[int, None]:
 
 def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     """The flags of the run in ``args.resume`` with the changes this command line allows."""
-    from rllib_hatrpo.resume import load_run_record, merge_flags
+    from rllib_hatrpo.experiments.resume import load_run_record, merge_flags
 
     record = load_run_record(args.resume)
     defaults = vars(args.parser.parse_args([]))
@@ -757,7 +758,7 @@ def _given_flags(train_argv: Sequence[str]) -> dict[str, Any]:
 
 def _resume_plans(output: Path, seeds: Sequence[int]) -> dict[int, Any]:
     """Per seed: the checkpoint it continues from (checked before Ray starts)."""
-    from rllib_hatrpo.resume import plan_seed
+    from rllib_hatrpo.experiments.resume import plan_seed
 
     return {seed: plan_seed(output / f"seed_{seed}", seed) for seed in seeds}
 
@@ -831,8 +832,8 @@ def _train_seed(
     Returns:
         (its metrics.csv, whether Ctrl-C interrupted it).
     """
-    from rllib_hatrpo.resume import restore_seed
-    from rllib_hatrpo.run_io import save_checkpoint_atomically
+    from rllib_hatrpo.experiments.records import save_checkpoint_atomically
+    from rllib_hatrpo.experiments.resume import restore_seed
 
     algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
     csv_path = run_dir / "metrics.csv"
@@ -878,7 +879,7 @@ def _train_iterations(
     is appended to, and the time of those iterations counts towards ``time_total_s`` and the
     time budget (a restored Algorithm counts its time from 0).
     """
-    from rllib_hatrpo.run_io import (
+    from rllib_hatrpo.experiments.records import (
         MetricsCsv,
         flatten_result,
         reset_iteration_timers,
@@ -937,7 +938,7 @@ def _count(n: float, word: str) -> str:
 
 
 def _plot_seed(csv_path: Path, run_dir: Path, label: str) -> None:
-    from rllib_hatrpo.plotting import plot_allocation, plot_learning_curve
+    from rllib_hatrpo.experiments.plots import plot_allocation, plot_learning_curve
 
     plot_learning_curve(csv_path, run_dir / "learning_curve.png", label=label)
     plot_allocation(csv_path, run_dir / "allocation.png", title=f"KL allocation ({label})")
@@ -970,7 +971,7 @@ def seed_summary(seeds: Sequence[int], csvs: Sequence[Path]) -> Any:
 
 
 def _write_seed_summary(output: Path, seeds: Sequence[int], csvs: list[Path], label: str) -> None:
-    from rllib_hatrpo.plotting import plot_learning_curve
+    from rllib_hatrpo.experiments.plots import plot_learning_curve
 
     table = seed_summary(seeds, csvs)
     table.to_csv(output / "summary.csv", index=False)
@@ -989,7 +990,7 @@ def _write_seed_summary(output: Path, seeds: Sequence[int], csvs: list[Path], la
 
 
 def _tune(args: argparse.Namespace) -> int:
-    """``hatrpo tune``: checks the flags, starts Ray and runs the sweep (rllib_hatrpo.sweep)."""
+    """``hatrpo tune``: checks the flags, starts Ray and runs the sweep (experiments.sweeps)."""
     from rllib_hatrpo import sweep
 
     env, env_config, env_label = resolve_env(args)
@@ -1016,7 +1017,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rllib_hatrpo.evaluation import (
+    from rllib_hatrpo.experiments.evaluation import (
         check_video_path,
         load_checkpoint_policies,
         make_env,

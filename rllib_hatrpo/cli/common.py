@@ -1,7 +1,8 @@
 """What the ``hatrpo`` command line's modules share: exit codes, ``UsageError``, imports by path.
 
-:mod:`rllib_hatrpo.cli` (parsing, dispatch, the train loop), :mod:`rllib_hatrpo.evaluation`,
-:mod:`rllib_hatrpo.resume` and :mod:`rllib_hatrpo.sweep` raise :class:`UsageError`; ``cli.main``
+:mod:`rllib_hatrpo.cli.main` (parsing, dispatch, the train loop),
+:mod:`rllib_hatrpo.experiments.evaluation`, :mod:`rllib_hatrpo.experiments.resume` and
+:mod:`rllib_hatrpo.experiments.sweeps` raise :class:`UsageError`; ``cli.main``
 prints it as argparse prints its own errors and returns :data:`EXIT_USAGE`. No Ray import.
 """
 

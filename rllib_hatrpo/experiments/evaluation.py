@@ -8,7 +8,7 @@ explore, and the first episode can be recorded as a GIF or MP4::
     env = make_env(policies.config)
     returns = run_episodes(policies, env, episodes=10)
 
-Errors about the checkpoint or the video file are :class:`~rllib_hatrpo.cli_common.UsageError`
+Errors about the checkpoint or the video file are :class:`~rllib_hatrpo.cli.common.UsageError`
 naming ``CHECKPOINT`` or ``--render``: the command line reports them with exit code 2.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from rllib_hatrpo.checkpoints import MANIFEST_FILE, CheckpointError, verify_manifest
-from rllib_hatrpo.cli_common import UsageError, import_object
+from rllib_hatrpo.cli.common import UsageError, import_object
+from rllib_hatrpo.experiments.checkpoints import MANIFEST_FILE, CheckpointError, verify_manifest
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """What a training run writes: one CSV row per iteration and atomically replaced checkpoints.
 
-Used by the command line (:mod:`rllib_hatrpo.cli`) and usable from your own training loop::
+Used by the command line (:mod:`rllib_hatrpo.cli.main`) and usable from your own training loop::
 
     agents = sorted(algo.config.policies)
     with MetricsCsv(run_dir / "metrics.csv", agents) as csv:
@@ -16,7 +16,8 @@ and to continue such a run after a crash::
     rows = truncate_metrics_csv(run_dir / "metrics.csv", algo.iteration)
     with MetricsCsv(run_dir / "metrics.csv", agents, append=True) as csv: ...
 
-The checkpoint functions live in :mod:`rllib_hatrpo.checkpoints` (the one save and restore
+The checkpoint functions live in :mod:`rllib_hatrpo.experiments.checkpoints` (the one save and
+restore
 routine, with the manifest and the finiteness check) and are importable from here too.
 
 No Ray import at module level: ``flatten_result`` reads a plain result dict.
@@ -31,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.checkpoints import (
+from rllib_hatrpo.experiments.checkpoints import (
     CHECKPOINT_MARKER,
     MANIFEST_FILE,
     CheckpointError,

@@ -3,7 +3,8 @@
 A Tune trial here is a *function* trainable, :func:`train_trial`, that builds any RLlib
 algorithm config (HATRPO with any allocator, or RLlib's PPO for comparison), restores it from
 the trial's last checkpoint when Tune resumes the trial, and reports one flat row per iteration
-(:func:`rllib_hatrpo.run_io.flatten_result`: ``env_steps``, ``team_return``, the allocation
+(:func:`rllib_hatrpo.experiments.records.flatten_result`: ``env_steps``, ``team_return``, the
+allocation
 metrics, ...). The same trainable serves the tuned examples, the comparison benchmark and
 ``hatrpo tune``, so their Tune folders all read back with :func:`read_trials`.
 
@@ -55,8 +56,9 @@ def train_trial(
     Resumes from ``tune.get_checkpoint()`` (learner, allocator and RNG state, env-step
     counters) when Tune restores the trial; checkpoints every ``checkpoint_every`` iterations
     and at the end. Saving and restoring are those of ``hatrpo train``
-    (:func:`~rllib_hatrpo.checkpoints.save_checkpoint_atomically`, with a manifest and no
-    non-finite module state; :func:`~rllib_hatrpo.checkpoints.restore_checkpoint`): a
+    (:func:`~rllib_hatrpo.experiments.checkpoints.save_checkpoint_atomically`, with a manifest and
+    no
+    non-finite module state; :func:`~rllib_hatrpo.experiments.checkpoints.restore_checkpoint`): a
     checkpoint that is damaged, incomplete or cannot be restored raises a ``CheckpointError``
     naming the file, so the trial errors rather than silently starting afresh or continuing
     with missing parts.
@@ -71,12 +73,12 @@ def train_trial(
     """
     from ray import tune
 
-    from rllib_hatrpo.checkpoints import (
+    from rllib_hatrpo.experiments.checkpoints import (
         CheckpointError,
         restore_checkpoint,
         save_checkpoint_atomically,
     )
-    from rllib_hatrpo.run_io import flatten_result, reset_iteration_timers
+    from rllib_hatrpo.experiments.records import flatten_result, reset_iteration_timers
 
     if env_steps is None and iterations is None:
         raise ValueError("train_trial needs a budget: env_steps or iterations")

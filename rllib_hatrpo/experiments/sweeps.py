@@ -1,10 +1,10 @@
 """``hatrpo tune``: a Ray Tune sweep over allocator × KL budget × seed, resumable.
 
-Every trial is :func:`rllib_hatrpo.tune_support.train_trial` (the function trainable shared with
+Every trial is :func:`rllib_hatrpo.experiments.tune.train_trial` (the function trainable shared with
 the tuned examples and the benchmarks) on the config that :class:`SweepTrialBuilder` makes
 from the trial's parameters ``method`` (the allocator), ``seed`` and ``kl_threshold`` (or
 ``total_kl_budget``), on top of the env and model flags shared with ``hatrpo train``
-(:func:`rllib_hatrpo.cli.build_config`).
+(:func:`rllib_hatrpo.cli.main.build_config`).
 
 Search: a grid over ``--allocators`` × ``--kl-values`` × ``--seeds`` (Tune's ``grid_search``), or
 with ``--num-samples N``, N KL values per allocator and seed drawn log-uniformly from
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.cli_common import EXIT_ERROR, EXIT_OK, UsageError
+from rllib_hatrpo.cli.common import EXIT_ERROR, EXIT_OK, UsageError
 
 #: Name of the Tune experiment folder inside the output folder.
 EXPERIMENT = "tune"
@@ -76,7 +76,7 @@ class SweepTrialBuilder:
 
     def __call__(self, params: Mapping[str, Any]) -> Any:
         """The config of one trial: ``params`` holds ``method``, ``seed`` and the KL value."""
-        from rllib_hatrpo.cli import allocator_from_name, build_config
+        from rllib_hatrpo.cli.main import allocator_from_name, build_config
 
         method = str(params.get("method", "uniform"))
         allocator, _ = allocator_from_name(method, "--allocators")
@@ -102,8 +102,8 @@ def builder_from_args(
             rejected by it, both or neither of a grid and random search where one is needed,
             an empty KL range, repeated seeds, or ASHA flags without ``--scheduler asha``.
     """
-    from rllib_hatrpo.cli import allocator_from_name
-    from rllib_hatrpo.kl_allocation import make_allocator
+    from rllib_hatrpo.cli.main import allocator_from_name
+    from rllib_hatrpo.core.allocation import make_allocator
 
     if len(set(args.allocators)) != len(args.allocators):
         raise UsageError("--allocators", f"allocators repeat: {args.allocators}")
@@ -175,7 +175,7 @@ def _check_scheduler_flags(args: argparse.Namespace) -> None:
 def budget(args: argparse.Namespace) -> tuple[int | None, int | None]:
     """(iterations, env steps) per trial; --stop-iters 20 if neither flag is given."""
     if args.stop_iters is None and args.stop_timesteps is None:
-        from rllib_hatrpo.cli import DEFAULT_STOP_ITERS
+        from rllib_hatrpo.cli.main import DEFAULT_STOP_ITERS
 
         return DEFAULT_STOP_ITERS, None
     return args.stop_iters, args.stop_timesteps
@@ -291,7 +291,7 @@ def run_sweep(
     """
     from ray import tune
 
-    from rllib_hatrpo.tune_support import TEAM_RETURN, make_trainable, restore_or_create_tuner
+    from rllib_hatrpo.experiments.tune import TEAM_RETURN, make_trainable, restore_or_create_tuner
 
     iterations, env_steps = budget(args)
     first = {"method": args.allocators[0], "seed": args.seeds[0]}
@@ -359,7 +359,7 @@ def write_results(experiment: Path, output: Path, kl_param: str) -> Any:
     """
     import pandas as pd
 
-    from rllib_hatrpo.tune_support import TEAM_RETURN, final_return, read_trials
+    from rllib_hatrpo.experiments.tune import TEAM_RETURN, final_return, read_trials
 
     curves = read_trials(experiment)
     if curves.empty:

@@ -5,7 +5,8 @@
 - :func:`plot_allocation`: what the KL allocator did: each agent's share of the joint budget,
   each agent's achieved KL, and the achieved total against the budget.
 
-Both take DataFrames or CSV paths with the columns written by :mod:`rllib_hatrpo.run_io`.
+Both take DataFrames or CSV paths with the columns written by
+:mod:`rllib_hatrpo.experiments.records`.
 """
 
 from __future__ import annotations
