@@ -34,8 +34,8 @@ class MaMuJoCoEnv(PettingZooEnv):
     """Multi-Agent MuJoCo as a HATRPO-ready `MultiAgentEnv` (registered name "mamujoco").
 
     Examples:
-        >>> env = MaMuJoCoEnv({"scenario": "HalfCheetah", "agent_conf": "6x1"})  # doctest: +SKIP
-        >>> env.possible_agents  # doctest: +SKIP
+        >>> env = MaMuJoCoEnv({"scenario": "HalfCheetah", "agent_conf": "6x1"})
+        >>> env.possible_agents
         ['agent_0', 'agent_1', 'agent_2', 'agent_3', 'agent_4', 'agent_5']
     """
 

@@ -40,8 +40,8 @@ class MPEEnv(PettingZooEnv):
     """An mpe2 scenario as a HATRPO-ready `MultiAgentEnv` (registered name "mpe").
 
     Examples:
-        >>> env = MPEEnv({"scenario": "simple_spread", "max_cycles": 25})  # doctest: +SKIP
-        >>> env.state_space.shape  # doctest: +SKIP
+        >>> env = MPEEnv({"scenario": "simple_spread", "max_cycles": 25})
+        >>> env.state_space.shape
         (54,)
     """
 

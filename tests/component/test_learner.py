@@ -206,7 +206,7 @@ def test_first_critic_update_trains_on_nearly_every_row(monkeypatch):
     batch while the critic still predicted on the old scale: in iteration 1 every row started
     outside the ±0.2 window and 68–73 % of the rows got no gradient in any epoch.
     """
-    from rllib_hatrpo import advantages
+    from rllib_hatrpo.core import advantages
 
     config = make_config(MaMuJoCoEnv, {"scenario": "HalfCheetah", "agent_conf": "2x3"})
     runner, learner = runner_and_learner(config)

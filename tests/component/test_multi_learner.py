@@ -46,14 +46,13 @@ def _max_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """Logical CPUs for 2 + 2 learner actors (this test module builds two groups)."""
-    ray.init(num_cpus=6, include_dashboard=False, ignore_reinit_error=True)
+def ray_cluster(ray_session):
+    """The session's Ray instance (logical CPUs for 2 + 2 learner actors)."""
     # The functions sent to the learner actors travel by value: those processes cannot
     # import this test module.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
-    ray.shutdown()
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,7 @@ def test_negative_control_per_shard_mean_critic_loss_is_caught(two_learners):
 
     def per_shard_critic_loss(enabled):
         def apply(learner):
-            from rllib_hatrpo import advantages
+            from rllib_hatrpo.core import advantages
 
             original = getattr(advantages.clipped_value_loss, "original", None)
             if original is not None:
