@@ -1,0 +1,81 @@
+"""The built-in allocators by name, and `make_allocator`, which builds the configured one.
+
+Adding an allocator: write its module (a `KLAllocator` subclass with a ``name``) and list the
+class in `_BUILT_IN` below. `ALLOCATORS`, `ALLOCATOR_NAMES` (the order of every comparison,
+table and plot), the config check and the error messages all follow from that list.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from rllib_hatrpo.core.allocation.base import KLAllocator
+from rllib_hatrpo.core.allocation.greedy import GreedyAllocator
+from rllib_hatrpo.core.allocation.kkt import KKTAllocator
+from rllib_hatrpo.core.allocation.uniform import UniformAllocator
+
+__all__ = ["ALLOCATORS", "ALLOCATOR_NAMES", "make_allocator"]
+
+#: The built-in allocator classes, in the order they are listed and compared everywhere.
+_BUILT_IN: tuple[type[KLAllocator], ...] = (UniformAllocator, KKTAllocator, GreedyAllocator)
+
+ALLOCATORS: dict[str, type[KLAllocator]] = {cls.name: cls for cls in _BUILT_IN}
+#: The built-in allocators' names, in the order they are listed and compared everywhere.
+ALLOCATOR_NAMES: tuple[str, ...] = tuple(ALLOCATORS)
+
+
+def make_allocator(
+    kl_allocator: str | type[KLAllocator], options: Mapping[str, Any] | None = None
+) -> KLAllocator:
+    """Builds the allocator named by the config's `kl_allocator` with `kl_allocator_config`.
+
+    Args:
+        kl_allocator: A name in `ALLOCATOR_NAMES` (the built-in "uniform", "kkt", "greedy")
+            or a subclass of `KLAllocator`.
+        options: Constructor keyword arguments; None for the defaults.
+
+    Returns:
+        The allocator instance.
+
+    Raises:
+        ValueError: Unknown name, unknown option, or an option value out of range.
+        TypeError: `kl_allocator` is neither a string nor a `KLAllocator` subclass, or
+            `options` is not a mapping.
+    """
+    if isinstance(kl_allocator, str):
+        if kl_allocator not in ALLOCATORS:
+            raise ValueError(
+                f"kl_allocator must be one of {sorted(ALLOCATORS)} or a subclass of "
+                f"rllib_hatrpo.core.allocation.KLAllocator, got {kl_allocator!r}"
+            )
+        cls = ALLOCATORS[kl_allocator]
+    elif isinstance(kl_allocator, type) and issubclass(kl_allocator, KLAllocator):
+        cls = kl_allocator
+    else:
+        raise TypeError(
+            f"kl_allocator must be one of {sorted(ALLOCATORS)} or a class that subclasses "
+            f"rllib_hatrpo.core.allocation.KLAllocator, got {kl_allocator!r}"
+        )
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"kl_allocator_config must be a mapping or None, got {options!r}")
+    options = dict(options or {})
+    accepted = _option_names(cls)
+    if accepted is not None:
+        unknown = sorted(str(key) for key in options if key not in accepted)
+        if unknown:
+            raise ValueError(
+                f"kl_allocator_config has unknown option(s) {unknown} for kl_allocator "
+                f"{cls.name!r}; accepted options: {sorted(accepted)}"
+            )
+    return cls(**options)
+
+
+def _option_names(cls: type[KLAllocator]) -> set[str] | None:
+    """Keyword arguments of cls's constructor; None if it takes **kwargs."""
+    parameters = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in keyword_kinds}
