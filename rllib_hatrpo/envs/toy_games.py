@@ -50,7 +50,7 @@ def _gaussian_2d(a1, a2, mu: tuple[float, float], sigma: tuple[float, float]):
 
 
 def differential_game_reward(a1, a2):
-    """Reward of the bimodal differential game of [2] (hatrpo.md §3.4).
+    """Reward of the bimodal differential game of [2].
 
     R(a1, a2) = 10·N((a1, a2); μ=(5, 5), σ=(1, 3)) + 0.1·a1 + 5.3·N((a1, a2); μ=(1, 1), σ=(1, 1)),
     N the normalised 2-D Gaussian density with independent axes. The first mode peaks at
@@ -155,7 +155,7 @@ class DifferentialGameEnv(_OneStepTeamGame):
     """The bimodal differential game of [2] (registered name "differential_game").
 
     Each agent has one continuous action u_i in `Box(-1, 1, (1,))`, the range a Gaussian policy
-    acts in (RLlib clips sampled actions to it, pitfall 22); the env plays
+    acts in (RLlib's module-to-env connector clips sampled actions to the space); the env plays
     a_i = action_scale · clip(u_i, -1, 1), i.e. a_i ∈ [-10, 10] by default, and both agents
     receive `differential_game_reward(a1, a2)`. `info[aid]["played_action"]` holds a_i and
     `info[aid]["joint_action"]` the pair (a1, a2).
