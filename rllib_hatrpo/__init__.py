@@ -3,8 +3,9 @@ budget allocated across agents (uniform = HATRPO, "kkt" = HATRPO-W, "greedy" = H
 
     from rllib_hatrpo import HATRPO, HATRPOConfig
 
-The RLlib-facing names load on first use, so that the pure maths modules
-(``trust_region``, ``advantages``, ``kl_allocation``) import without Ray.
+The RLlib-facing names load on first use, so that the pure maths of
+:mod:`rllib_hatrpo.core` (advantages, value loss, trust region, allocation) imports without
+Ray.
 """
 
 from __future__ import annotations

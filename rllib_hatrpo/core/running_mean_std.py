@@ -5,7 +5,7 @@ The default first layer of the actors and the critic (``input_normalization="mea
     y = clip((x − μ) / sqrt(σ² + eps), −10, 10)        per feature, identity while n = 0
 
 with μ, σ² and n the exact mean, population variance and count of every valid input row
-seen so far (the parallel update of :func:`rllib_hatrpo.core.advantages.update_running_moments`,
+seen so far (the parallel update of :func:`rllib_hatrpo.core.value_norm.update_running_moments`,
 all-reduced over learners). Unlike a LayerNorm over the features of one row (HARL's feature
 normalisation [1]), it keeps the information of small inputs: a LayerNorm over one feature
 maps every input to the same constant, and over two features to ±1. This is the observation
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rllib_hatrpo.core.advantages import ReduceFn, update_running_moments
+from rllib_hatrpo.core.advantages import ReduceFn
+from rllib_hatrpo.core.value_norm import update_running_moments
 
 #: eps in sqrt(σ² + eps): a feature that never varied (σ² = 0) maps to 0, not to NaN.
 DEFAULT_EPS = 1e-8

@@ -48,7 +48,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ALL_MODULES
 
-from rllib_hatrpo.core import advantages
+from rllib_hatrpo.core import value_loss
 from rllib_hatrpo.core.advantages import ReduceFn
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_learner import HATRPOLearner
@@ -149,7 +149,7 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
                 preds = critic.forward_train({Columns.OBS: critic_batch[Columns.OBS][idx]})[
                     NORMALIZED_VF_PREDS
                 ]
-                loss = advantages.clipped_value_loss(
+                loss = value_loss.clipped_value_loss(
                     preds,
                     norm_old_values[idx],
                     norm_targets[idx],

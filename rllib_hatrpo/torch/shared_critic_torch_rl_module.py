@@ -20,7 +20,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import Tensor
 
-from rllib_hatrpo.core import advantages
+from rllib_hatrpo.core import value_norm
 from rllib_hatrpo.core.running_mean_std import (
     check_state_layout,
     float64_buffers,
@@ -97,7 +97,7 @@ class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
         """Folds the masked value targets into the running moments (no-op if disabled)."""
         if not self.use_value_norm:
             return
-        mean, var, count = advantages.update_running_moments(
+        mean, var, count = value_norm.update_running_moments(
             self.value_norm_mean,
             self.value_norm_var,
             self.value_norm_count,
@@ -113,10 +113,10 @@ class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
         """Reward units → the critic's output units."""
         if not self.use_value_norm or self.value_norm_count <= 0:
             return values
-        return advantages.normalize(values, self.value_norm_mean, self.value_norm_var)
+        return value_norm.normalize(values, self.value_norm_mean, self.value_norm_var)
 
     def denormalize(self, values: Tensor) -> Tensor:
         """The critic's output units → reward units."""
         if not self.use_value_norm or self.value_norm_count <= 0:
             return values
-        return advantages.denormalize(values, self.value_norm_mean, self.value_norm_var)
+        return value_norm.denormalize(values, self.value_norm_mean, self.value_norm_var)

@@ -206,13 +206,13 @@ def test_first_critic_update_trains_on_nearly_every_row(monkeypatch):
     batch while the critic still predicted on the old scale: in iteration 1 every row started
     outside the ±0.2 window and 68–73 % of the rows got no gradient in any epoch.
     """
-    from rllib_hatrpo.core import advantages
+    from rllib_hatrpo.core import value_loss
 
     config = make_config(MaMuJoCoEnv, {"scenario": "HalfCheetah", "agent_conf": "2x3"})
     runner, learner = runner_and_learner(config)
     episodes = runner.sample(num_timesteps=400)
     shares = []
-    original = advantages.clipped_value_loss
+    original = value_loss.clipped_value_loss
 
     def spy(values, old_values, targets, mask, **kwargs):
         loss = original(values, old_values, targets, mask, **kwargs)
@@ -220,7 +220,7 @@ def test_first_critic_update_trains_on_nearly_every_row(monkeypatch):
         shares.append(float((grad[mask] != 0).float().mean()))
         return loss
 
-    monkeypatch.setattr(advantages, "clipped_value_loss", spy)
+    monkeypatch.setattr(value_loss, "clipped_value_loss", spy)
     learner.update(episodes=episodes, timesteps={})
     assert len(shares) == config.critic_epochs
     # Later epochs clip rows whose prediction has moved 0.2 away, as value clipping should.

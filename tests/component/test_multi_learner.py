@@ -147,19 +147,19 @@ def test_negative_control_per_shard_mean_critic_loss_is_caught(two_learners):
 
     def per_shard_critic_loss(enabled):
         def apply(learner):
-            from rllib_hatrpo.core import advantages
+            from rllib_hatrpo.core import value_loss
 
-            original = getattr(advantages.clipped_value_loss, "original", None)
+            original = getattr(value_loss.clipped_value_loss, "original", None)
             if original is not None:
-                advantages.clipped_value_loss = original
+                value_loss.clipped_value_loss = original
             if enabled:
-                union_loss = advantages.clipped_value_loss
+                union_loss = value_loss.clipped_value_loss
 
                 def per_shard(*args, reduce_fn=None, **kwargs):
                     return union_loss(*args, **kwargs)  # the local count as denominator
 
                 per_shard.original = union_loss
-                advantages.clipped_value_loss = per_shard
+                value_loss.clipped_value_loss = per_shard
 
         return apply
 

@@ -1,4 +1,4 @@
-"""rllib_hatrpo.core.advantages: GAE, masked moments, value normalisation, value loss."""
+"""rllib_hatrpo.core.advantages: GAE and masked moments."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from rllib_hatrpo.core.advantages import (
-    clipped_value_loss,
-    denormalize,
     generalized_advantage_estimate,
-    huber_loss,
     masked_mean,
     masked_standardize,
-    normalize,
-    update_running_moments,
 )
 
 
@@ -220,107 +215,3 @@ def test_masked_moments_reject_empty_mask_and_shape_mismatch():
         masked_standardize(x, none[:5])
     with pytest.raises(ValueError, match="reduce_fn"):
         masked_mean(x, ~none, reduce_fn=lambda s: s[:1])
-
-
-# --------------------------------------------------------------------------------------------
-# Value normalisation
-# --------------------------------------------------------------------------------------------
-
-
-def test_running_moments_equal_moments_of_concatenation():
-    g = torch.Generator().manual_seed(5)
-    batches = [torch.randn(n, generator=g) * 4.0 + 30.0 for n in (7, 50, 1, 23)]
-    masks = [torch.rand(b.shape, generator=g) < 0.8 for b in batches]
-    masks[2][:] = True
-    mean, var, count = torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.0)
-    for batch, mask in zip(batches, masks, strict=True):
-        mean, var, count = update_running_moments(mean, var, count, batch, mask)
-    kept = torch.cat([b[m] for b, m in zip(batches, masks, strict=True)]).double()
-    assert count.item() == kept.numel()
-    assert mean.item() == pytest.approx(kept.mean().item(), rel=1e-6)
-    assert var.item() == pytest.approx(kept.var(correction=0).item(), rel=1e-5)
-    assert mean.dtype == torch.float32 and mean.shape == ()
-
-
-def test_running_moments_empty_batch_and_reduce_fn():
-    mean, var, count = torch.tensor(3.0), torch.tensor(2.0), torch.tensor(10.0)
-    same = update_running_moments(mean, var, count, torch.zeros(0))
-    assert [t.item() for t in same] == [3.0, 2.0, 10.0]
-    # Two workers, starting from count 0: equals one update with the union batch.
-    x_a, x_b = torch.arange(5.0), torch.arange(10.0, 14.0)
-    stats_b = torch.tensor([x_b.sum(), (x_b * x_b).sum(), 4.0], dtype=torch.float64)
-    zero = torch.tensor(0.0)
-    two = update_running_moments(zero, zero, zero, x_a, reduce_fn=lambda s: s + stats_b)
-    one = update_running_moments(zero, zero, zero, torch.cat([x_a, x_b]))
-    for a, b in zip(two, one, strict=True):
-        _assert_close(a, b)
-
-
-def test_normalize_denormalize_roundtrip_and_errors():
-    x = torch.randn(20, dtype=torch.float64) * 50.0
-    mean, var = torch.tensor(12.0, dtype=torch.float64), torch.tensor(9.0, dtype=torch.float64)
-    z = normalize(x, mean, var)
-    _assert_close(z, (x - 12.0) / math.sqrt(9.0 + 1e-5))
-    _assert_close(denormalize(z, mean, var), x)
-    _assert_close(normalize(denormalize(x, mean, var), mean, var), x)
-    with pytest.raises(ValueError, match="0-dim"):
-        update_running_moments(mean[None], var, mean, x)
-    with pytest.raises(ValueError, match="0-dim"):
-        normalize(x, mean[None], var)
-
-
-# --------------------------------------------------------------------------------------------
-# Value loss
-# --------------------------------------------------------------------------------------------
-
-
-def test_huber_loss_closed_form_both_sides_of_delta():
-    delta = 2.0
-    error = torch.tensor([-5.0, -2.0, -0.5, 0.0, 1.5, 2.0, 3.0])
-    expected = torch.tensor([2.0 * (5.0 - 1.0), 2.0, 0.125, 0.0, 1.125, 2.0, 2.0 * (3.0 - 1.0)])
-    _assert_close(huber_loss(error, delta), expected)
-    with pytest.raises(ValueError, match="delta"):
-        huber_loss(error, 0.0)
-
-
-def test_clipped_value_loss_hand_computed():
-    """Worked numbers, c = 0.2, squared error (huber_delta None).
-
-    Row 0: V_old 0, V 1, target 2: v_clip 0.2; unclipped 0.5·1² = 0.5, clipped 0.5·1.8² = 1.62
-        → the max is the clipped one (clipping active): 1.62, no gradient to V.
-    Row 1: V_old 0, V 0.1, target 1: inside the clip range, v_clip = V: 0.5·0.9² = 0.405.
-    Row 2: V_old 0, V −1, target −2: v_clip −0.2; unclipped 0.5, clipped 1.62 → 1.62.
-    Row 3: masked out (NaN target): ignored.
-    """
-    values = torch.tensor([1.0, 0.1, -1.0, 7.0], requires_grad=True)
-    old = torch.tensor([0.0, 0.0, 0.0, 0.0])
-    targets = torch.tensor([2.0, 1.0, -2.0, float("nan")])
-    mask = torch.tensor([True, True, True, False])
-    loss = clipped_value_loss(values, old, targets, mask, clip_param=0.2, huber_delta=None)
-    assert loss.shape == ()
-    assert loss.item() == pytest.approx((1.62 + 0.405 + 1.62) / 3)
-    loss.backward()
-    _assert_close(values.grad, torch.tensor([0.0, -0.9 / 3, 0.0, 0.0]))
-
-    # No clipping: only the unclipped term, 0.5·(1 + 0.81 + 1)/3.
-    no_clip = clipped_value_loss(values, old, targets, mask, clip_param=None, huber_delta=None)
-    assert no_clip.item() == pytest.approx(0.5 * (1.0 + 0.81 + 1.0) / 3)
-
-    # Huber δ = 1 on row 0: clipped error 1.8 > δ → 1·(1.8 − 0.5) = 1.3 (unclipped: 0.5).
-    huber = clipped_value_loss(values[:1], old[:1], targets[:1], mask[:1], 0.2, huber_delta=1.0)
-    assert huber.item() == pytest.approx(1.3)
-
-
-def test_clipped_value_loss_respects_mask_and_validates():
-    g = torch.Generator().manual_seed(6)
-    values, old, targets = (torch.randn(12, generator=g) for _ in range(3))
-    mask = torch.rand(12, generator=g) < 0.5
-    mask[0] = True
-    full = clipped_value_loss(values, old, targets, mask)
-    sub = clipped_value_loss(values[mask], old[mask], targets[mask], torch.ones(int(mask.sum())))
-    _assert_close(full, sub)
-    assert clipped_value_loss(values, old, targets, torch.zeros(12, dtype=torch.bool)).item() == 0
-    with pytest.raises(ValueError, match=r"\(12,\).*\(11,\)"):
-        clipped_value_loss(values, old, targets[:11], mask)
-    with pytest.raises(ValueError, match="clip_param"):
-        clipped_value_loss(values, old, targets, mask, clip_param=-0.1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rllib_hatrpo.core.advantages import clipped_value_loss
+from rllib_hatrpo.core.value_loss import clipped_value_loss
 from rllib_hatrpo.torch import distributed
 
 

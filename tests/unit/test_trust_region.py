@@ -213,7 +213,9 @@ def test_invalid_direction_is_flagged():
 def test_pure_modules_do_not_import_ray():
     code = (
         "import sys; import rllib_hatrpo.core.trust_region, rllib_hatrpo.core.advantages, "
-        "rllib_hatrpo.core.allocation, rllib_hatrpo.core.allocation.protocol; "
+        "rllib_hatrpo.core.value_norm, rllib_hatrpo.core.value_loss, "
+        "rllib_hatrpo.core.running_mean_std, rllib_hatrpo.core.allocation, "
+        "rllib_hatrpo.core.allocation.protocol; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
