@@ -10,7 +10,8 @@ from __future__ import annotations
 #: Module ID of the learner-only central critic V(s) on the global state.
 SHARED_CRITIC_ID = "__shared_critic__"
 
-#: Actor/critic network defaults (HARL's MPE/MaMuJoCo defaults; see benchmarks.md).
+#: Actor/critic network defaults: HARL's HATRPO settings for MPE and MaMuJoCo (Zhong et al.,
+#: Heterogeneous-Agent Reinforcement Learning, JMLR 25 (2024), arXiv:2304.09870).
 DEFAULT_HIDDEN_SIZES = (128, 128)
 DEFAULT_ACTIVATION = "relu"
 #: The networks' first layer: a running mean/std of every input feature

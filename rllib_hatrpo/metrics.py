@@ -1,4 +1,4 @@
-"""Metric keys of HATRPO (hatrpo.md §4) and the function that fills them from one sweep.
+"""Metric keys of HATRPO and the function that fills them from one sweep.
 
 Per agent, under its module ID in ``result["learners"][<module_id>]``; per iteration under
 ``result["learners"]["__all_modules__"]``. The team return per episode is logged by

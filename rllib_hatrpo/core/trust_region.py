@@ -250,7 +250,8 @@ def backtracking_line_search(
 
     Try k uses the fraction f = β^k of the full step (k = 0, …, max_backtracks − 1) and is
     accepted when  KL ≤ δ,  ΔL > 0  and  ΔL / (f · expected_improvement) > accept_ratio.
-    A non-finite ΔL or KL stops the search unaccepted (the guard of hatrpo.md §2).
+    A non-finite ΔL or KL stops the search unaccepted, so that no NaN or inf reaches the
+    weights.
 
     Args:
         evaluate: f ↦ (ΔL, KL) at θ_old + f·Δ; it may change the parameters, the caller restores.

@@ -1,5 +1,8 @@
 """The HATRPO torch learner: critic update, allocation stage, sequential TRPO sweep.
 
+Where each step of the HATRPO algorithm happens is mapped out in the docstring of
+:meth:`HATRPOTorchLearner._update`.
+
 One ``_update`` per iteration, on the whole batch (``learner_group.update`` is called without
 minibatching, so RLlib's ``MiniBatchDummyIterator`` hands the full batch over once):
 
@@ -52,7 +55,7 @@ from rllib_hatrpo.core import value_loss
 from rllib_hatrpo.core.advantages import ReduceFn
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.hatrpo_learner import HATRPOLearner
-from rllib_hatrpo.metrics import REPLICA_MAX_ABS_DIFF, allocation_metrics
+from rllib_hatrpo.metrics import REPLICA_MAX_ABS_DIFF, SKIPPED_STEPS, allocation_metrics
 from rllib_hatrpo.torch import distributed
 from rllib_hatrpo.torch.sequential_trpo import TorchSequentialUpdate
 from rllib_hatrpo.torch.shared_critic_torch_rl_module import NORMALIZED_VF_PREDS
@@ -84,6 +87,69 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
 
     @override(TorchLearner)
     def _update(self, batch: dict[str, Any], **kwargs) -> tuple[Any, Any, Any]:
+        """One HATRPO iteration: critic, allocation stage, sequential per-agent TRPO steps.
+
+        Overrides RLlib's private ``TorchLearner._update`` (Ray 2.60), which would compute a
+        loss per module and take an optimizer step on each; HATRPO moves its actors by
+        trust-region steps instead. ``Learner.update`` calls it once per iteration with the
+        whole batch (no minibatching), after the learner connector has computed the
+        advantages.
+
+        HATRPO is Algorithm 1 of Kuba et al. (ICLR 2022, arXiv:2109.11251). Here the
+        per-agent trust region KL_i ≤ δ becomes the joint budget Σ_i KL_i ≤ δ_total of Shek,
+        Shi & Tokekar (arXiv:2508.10340), split into δ_i by an allocation stage. Each step of
+        the paper, with the code that does it (the sequential update is steps 3 and 4)::
+
+            for iteration k = 0, 1, ...:
+            1. Collect trajectories with the joint policy π_θk.
+               -> HATRPO.training_step (EnvRunners), before this call.
+            2. Compute Â(s, a) by GAE on the global V-value network.
+               -> the learner connector, before this call: CentralCriticGAE ->
+                  core.advantages.generalized_advantage_estimate, masked_standardize.
+            3. Draw a random permutation i_1:n of the agents [joint budget: the allocation
+               stage chooses the order and every δ_i, Σ_i δ_i ≤ δ_total].
+               -> self.allocator.run(sweep, self.total_kl_budget, self.order_rng), i.e.
+                  KLAllocator.run of core/allocation: UniformAllocator (a random permutation
+                  and δ_i = δ_total / n: the paper's HATRPO), KKTAllocator (a pre-pass
+                  q_i = sweep.natgrad_sq_norm(i) at M = 1, then δ_i ∝ q_i), GreedyAllocator
+                  (rounds of trial steps, the best ΔL_i / KL_i moves). They drive the loop
+                  of step 4 through protocol.sweep or their own loop.
+            4. M^{i_1}(s, a) = Â(s, a); for agent i_m, m = 1, ..., n:
+               a. ĝ = ∇_θ mean[π_θ(a|o) / π_θk(a|o) · M^{i_1:m} · Â]  (at θ = θ_k).
+                  -> TorchSequentialUpdate._direction (_surrogate) -> trust_region.flat_grad.
+               b. x̂ ≈ Ĥ⁻¹ĝ by conjugate gradient, Ĥ the Hessian of the mean KL.
+                  -> trust_region.fisher_vector_product, natural_gradient_direction.
+               c. β̂ = sqrt(2δ / x̂ᵀĤx̂)  [δ_i in place of δ].
+                  -> TorchSequentialUpdate.propose -> trust_region.propose_step
+                     (full_step_scale).
+               d. θ^{i_m} ← θ^{i_m} + α^j β̂ x̂, j the first backtracking step whose surrogate
+                  gain exceeds κ α^j β̂ x̂ᵀĝ  [and whose KL_i ≤ δ_i].
+                  -> trust_region.backtracking_line_search inside propose_step (a proposal
+                     leaves θ as it is); the allocator then calls
+                     TorchSequentialUpdate.commit -> trust_region.set_flat_params_.
+               e. M^{i_1:m+1} = π_θ(k+1)^{i_m}(a^{i_m}|o^{i_m}) / π_θk^{i_m}(a^{i_m}|o^{i_m})
+                  · M^{i_1:m}  (the compound ratio).
+                  -> TorchSequentialUpdate.commit (compound_ratio; 1 for a rejected step).
+            5. φ_k+1 = argmin_φ mean[(V_φ(s_t) − R̂_t)²].
+               -> self._update_critic, run first here: clipped Huber loss on value-normalised
+                  targets (core.value_norm, core.value_loss.clipped_value_loss), Adam. The
+                  actors' steps read only the advantages of step 2, so the order does not
+                  change them.
+
+        Then: the per-agent and per-iteration metrics (metrics.allocation_metrics) and the
+        networks' running input statistics (_update_input_normalization). With several
+        learners, _sync_allocation_state (before) and _sync_replicas (after).
+
+        Args:
+            batch: ModuleID → the module's batch (actors and the critic ``SHARED_CRITIC_ID``),
+                rows aligned per env step, with advantages and value targets.
+            **kwargs: Ignored (RLlib's signature).
+
+        Returns:
+            ``(fwd_out, loss_per_module, tensor_metrics)`` as RLlib expects: no forward
+            outputs, the critic's mean loss under ``SHARED_CRITIC_ID``, no tensor metrics
+            (the metrics are logged here).
+        """
         reduce_fn = distributed.sum_reduce_fn()  # None on one learner: the unchanged path
         if distributed.is_distributed():
             self._sync_allocation_state()
@@ -97,8 +163,8 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
         for mid, values in per_agent.items():
             self.metrics.log_dict(values, key=mid, window=1)
         self.metrics.log_dict(overall, key=ALL_MODULES, window=1)
-        if overall["skipped_steps"]:
-            logger.debug("HATRPO: %d agent steps skipped by the guards", overall["skipped_steps"])
+        if overall[SKIPPED_STEPS]:
+            logger.debug("HATRPO: %d agent steps skipped by the guards", overall[SKIPPED_STEPS])
         self._update_input_normalization(batch, reduce_fn)
         return {}, {SHARED_CRITIC_ID: critic_loss}, {}
 

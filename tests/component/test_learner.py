@@ -1,4 +1,4 @@
-"""The HATRPO learner on real episodes from MaMuJoCo and MPE (hatrpo.md §5; issue oracles)."""
+"""The HATRPO learner on real episodes from MaMuJoCo and MPE."""
 
 from __future__ import annotations
 

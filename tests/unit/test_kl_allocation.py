@@ -1,4 +1,4 @@
-"""Unit tests of the KL-budget allocation stage (hatrpo.md §3 and the §5 oracles).
+"""Unit tests of the KL-budget allocation stage: closed forms, invariants and edge cases.
 
 Pure Python: a fake learner (`FakeUpdate`) stands in for the torch `SequentialUpdate`.
 """

@@ -1,4 +1,4 @@
-"""Closed-form checks of the trust-region maths (hatrpo.md §5)."""
+"""Closed-form checks of the trust-region maths."""
 
 from __future__ import annotations
 
