@@ -1,5 +1,5 @@
-"""Toy-game benchmark: HATRPO (uniform), HATRPO-W (kkt) and HATRPO-G (greedy) on the paper's
-one-step cooperative games (hatrpo.md §3.4, benchmarks.md "paper toy games").
+"""Toy-game benchmark: HATRPO (uniform), HATRPO-W (kkt) and HATRPO-G (greedy) on the one-step
+cooperative games of the joint-constraint paper (Shek, Shi & Tokekar, arXiv:2508.10340).
 
 How to run
 ----------
@@ -60,61 +60,53 @@ CG 10 iterations, damping 0.1, 10 backtracking steps).
 Outputs in ``--out`` (default ``results/toy_games/``): ``runs.csv``, ``summary.csv``,
 ``summary.md``, ``config.json``, ``differential_trajectories.png`` (the reward surface with
 each run's deterministic joint actions, one panel per allocator), ``budget_shares.png``
-(per-agent δ_i/δ_total and KL_i/δ_total over iterations for kkt and greedy, mean over seeds)
-and ``team_return.png`` (mean team return over iterations). The markdown table is printed
-last.
+(per-agent δ_i/δ_total and KL_i/δ_total over iterations for every allocator but uniform,
+mean over seeds) and ``team_return.png`` (mean team return over iterations). The markdown
+table is printed last.
 
 Training path: in-process, with the package's real learner. Per run, ``cfg.validate()``, a
 ``MultiAgentEnvRunner`` (no Ray cluster) and ``cfg.build_learner(...)``; per iteration
 ``runner.sample`` → ``learner.update`` → the actors' inference-only weights go back to the
 runner with ``runner.set_state({COMPONENT_RL_MODULE: ...})``, which is what
-``EnvRunnerGroup.sync_weights`` does; after the first iteration of every run the script
-asserts that the runner's weights equal the learner's. Measured here on the differential
-game (batch 256, 32 envs, 1 torch thread): ≈0.25 s per iteration in-process against
-≈0.42 s per ``algo.train()`` of ``HATRPOConfig().env_runners(num_env_runners=0).build_algo()``
-(plus ≈10 s ``ray.init`` and ≈2.4 s per build), so the in-process path is used. Runs are
+``EnvRunnerGroup.sync_weights`` does (``_common.push_actor_weights``); after the first
+iteration of every run the script asserts that the runner's weights equal the learner's.
+Measured here on the differential game (batch 256, 32 envs, 1 torch thread): ≈0.25 s per
+iteration in-process against ≈0.42 s per ``algo.train()`` of
+``HATRPOConfig().env_runners(num_env_runners=0).build_algo()`` (plus ≈10 s ``ray.init`` and
+≈2.4 s per build), so the in-process path is used. Runs are
 spread over ``--workers`` processes (default 2, one torch thread each); the learner times are
 therefore taken under the same contention for every allocator (runs are interleaved), which
 makes their ratios, not their absolute values, the figure.
+
+Code: this file (command line, resumable campaign, report), ``_toy_games_run.py`` (one run),
+``_toy_games_report.py`` (summary, table, plots) and ``_common.py`` (helpers shared with
+``throughput.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
 import os
 import sys
 import time
-import warnings
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+from _toy_games_report import (
+    plot_budget_shares,
+    plot_returns,
+    plot_trajectories,
+    summarize,
+    summary_table,
+)
+from _toy_games_run import GAMES, RUN_KEYS, train_run
 
-AGENTS = ("agent_0", "agent_1")
-ALLOCATORS = ("uniform", "kkt", "greedy")
-GAMES = ("differential", "climbing", "penalty")
-RUN_KEYS = ["game", "allocator", "seed"]
-PER_AGENT_METRICS = {  # learner metric -> runs.csv column prefix
-    "kl_budget": "kl_budget",
-    "kl": "kl",
-    "natgrad_sq_norm": "natgrad_sq_norm",
-    "line_search_accepted": "accepted",
-    "update_rank": "rank",
-}
-# Differential game: a run whose final |a1| is at least this fraction of action_scale sits on
-# the edge of the action box (where the 0.1·a1 slope alone is worth ≈ 0.1·action_scale).
-EDGE_FRACTION = 0.99
-# Differential game: "beat the local optimum" needs a deterministic return above its value
-# plus this margin (a policy sitting on the local optimum matches its rounded value).
-ESCAPE_MARGIN = 0.01
-OVERALL_METRICS = ("total_kl_budget", "kl_total", "skipped_steps", "num_proposals")
+from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+
 # Hyperparameters that must match for runs of one results folder to be comparable.
 CAMPAIGN_KEYS = (
     "iterations",
@@ -125,191 +117,6 @@ CAMPAIGN_KEYS = (
     "action_scale",
     "initial_log_std",
 )
-
-
-# --------------------------------------------------------------------------------------------
-# One run
-# --------------------------------------------------------------------------------------------
-
-
-def env_spec(game: str, params: dict[str, Any]) -> tuple[type, dict[str, Any]]:
-    """The env class and env_config of a game name."""
-    from rllib_hatrpo.envs import DifferentialGameEnv, MatrixGameEnv
-
-    if game == "differential":
-        return DifferentialGameEnv, {"action_scale": params["action_scale"]}
-    if game in ("climbing", "penalty"):
-        return MatrixGameEnv, {"game": game}
-    raise ValueError(f"unknown game {game!r}; choose from {GAMES}")
-
-
-def make_config(game: str, allocator: str, seed: int, params: dict[str, Any]):
-    """The HATRPOConfig of one run: package defaults except batch, δ, allocator and seed
-    (and the actors' initial log-std when ``--initial-log-std`` is given)."""
-    from rllib_hatrpo import HATRPOConfig
-
-    env_cls, env_config = env_spec(game, params)
-    training = {
-        "train_batch_size_per_learner": params["batch_size"],
-        "kl_threshold": params["kl_threshold"],
-        "kl_allocator": allocator,
-    }
-    if params["initial_log_std"] is not None:
-        training["initial_log_std"] = params["initial_log_std"]
-    return (
-        HATRPOConfig()
-        .environment(env_cls, env_config=env_config)
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=params["num_envs"])
-        .training(**training)
-        .debugging(seed=seed)
-    )
-
-
-def sync_weights(runner, learner) -> None:
-    """Pushes the learner's actor weights to the runner (as EnvRunnerGroup.sync_weights)."""
-    from ray.rllib.core import COMPONENT_RL_MODULE
-
-    components = [f"{COMPONENT_RL_MODULE}/{aid}" for aid in AGENTS]
-    state = learner.get_state(components=components, inference_only=True)
-    runner.set_state({COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE]})
-
-
-def assert_weights_synced(runner, learner) -> None:
-    """The runner's actors hold exactly the learner's (inference-only) weights."""
-    for aid in AGENTS:
-        ours = learner.module[aid].get_state(inference_only=True)
-        theirs = runner.module[aid].get_state()
-        assert sorted(ours) == sorted(theirs), (aid, sorted(ours), sorted(theirs))
-        for key, value in ours.items():
-            assert np.array_equal(np.asarray(value), np.asarray(theirs[key])), (aid, key)
-
-
-def policy_snapshot(learner, game: str, env, radius: float) -> dict[str, float]:
-    """Deterministic joint action, its payoff, and each policy's spread, from the actors'
-    forward pass on the game's constant observation 0."""
-    import torch
-    from ray.rllib.core.columns import Columns
-
-    from rllib_hatrpo.envs import LOCAL_OPTIMUM, differential_game_reward
-
-    row: dict[str, float] = {}
-    played = []
-    for aid in AGENTS:
-        module = learner.module[aid]
-        obs = torch.zeros((1, *module.observation_space.shape), dtype=torch.float32)
-        with torch.no_grad():
-            logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS][0]
-        if game == "differential":
-            mean, log_std = logits[:1], logits[1:]
-            action = env.action_scale * float(np.clip(float(mean[0]), -1.0, 1.0))
-            row[f"policy_std_{aid}"] = env.action_scale * float(torch.exp(log_std[0]))
-            row[f"greedy_prob_{aid}"] = math.nan
-        else:
-            probs = torch.softmax(logits, dim=-1)
-            action = int(torch.argmax(logits))
-            row[f"policy_std_{aid}"] = math.nan
-            row[f"greedy_prob_{aid}"] = float(probs[action])
-        row[f"action_{aid}"] = float(action)
-        played.append(action)
-    if game == "differential":
-        row["det_return"] = differential_game_reward(*played)
-    else:
-        row["det_return"] = float(env.payoff[played[0], played[1]])
-    row["success"] = float(is_success(game, played, row["det_return"], env, radius))
-    # Differential game: the deterministic return beats the local optimum's value by more than
-    # ESCAPE_MARGIN (the run left the local optimum, to the global one or elsewhere); matrix
-    # games: = success.
-    row["escaped"] = (
-        float(row["det_return"] > LOCAL_OPTIMUM.value + ESCAPE_MARGIN)
-        if game == "differential"
-        else row["success"]
-    )
-    return row
-
-
-def is_success(game: str, played: list, det_return: float, env, radius: float) -> bool:
-    """The success criterion of the module docstring, for one deterministic joint action."""
-    from rllib_hatrpo.envs import GLOBAL_OPTIMUM
-
-    if game == "differential":
-        return math.hypot(played[0] - GLOBAL_OPTIMUM.a1, played[1] - GLOBAL_OPTIMUM.a2) <= radius
-    return det_return >= env.optimum - 1e-9
-
-
-def learner_row(results: dict[str, Any]) -> dict[str, float]:
-    """The allocator's per-agent and per-iteration metrics from ``learner.update``'s results."""
-
-    def peek(value: Any) -> float:
-        value = value.peek() if hasattr(value, "peek") else value
-        return float(value)
-
-    row = {}
-    for aid in AGENTS:
-        for key, prefix in PER_AGENT_METRICS.items():
-            row[f"{prefix}_{aid}"] = peek(results[aid][key])
-    for key in OVERALL_METRICS:
-        row[key] = peek(results["__all_modules__"][key])
-    return row
-
-
-def train_run(game: str, allocator: str, seed: int, params: dict[str, Any]) -> list[dict]:
-    """Trains one (game, allocator, seed) run in-process; returns its runs.csv rows."""
-    _quiet_worker()
-    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
-
-    cfg = make_config(game, allocator, seed, params)
-    cfg.validate()
-    runner = MultiAgentEnvRunner(config=cfg)
-    learner = cfg.build_learner(spaces=runner.get_spaces())
-    env_cls, env_config = env_spec(game, params)
-    env = env_cls(env_config)
-    base = {"game": game, "allocator": allocator, "seed": seed}
-    rows = [
-        {
-            **base,
-            "iteration": 0,
-            "env_steps": 0,
-            **policy_snapshot(learner, game, env, params["radius"]),
-        }
-    ]
-    env_steps = 0
-    for iteration in range(1, params["iterations"] + 1):
-        t0 = time.perf_counter()
-        episodes = runner.sample(num_timesteps=params["batch_size"])
-        t1 = time.perf_counter()
-        # One-step episodes: each agent's return is the team reward of its episode.
-        rewards = [r for e in episodes for r in e.agent_episodes[AGENTS[0]].get_rewards()]
-        env_steps += sum(len(e) for e in episodes)
-        results = learner.update(episodes=episodes, timesteps={})
-        t2 = time.perf_counter()
-        sync_weights(runner, learner)
-        if iteration == 1:
-            assert_weights_synced(runner, learner)
-        rows.append(
-            {
-                **base,
-                "iteration": iteration,
-                "env_steps": env_steps,
-                "team_return": float(np.mean(rewards)),
-                **policy_snapshot(learner, game, env, params["radius"]),
-                **learner_row(results),
-                "sample_s": t1 - t0,
-                "learn_s": t2 - t1,
-            }
-        )
-    runner.stop()
-    return rows
-
-
-def _quiet_worker() -> None:
-    """One torch thread per worker process (2 workers on 2 cores); no RLlib chatter."""
-    import ray.rllib  # noqa: F401  (configures Ray's loggers; quiet them afterwards)
-    import torch
-
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    for name in ("ray", "ray.rllib", "ray.rllib.core.rl_module.rl_module", "rllib_hatrpo"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,260 +184,6 @@ def run_campaign(args: argparse.Namespace, params: dict[str, Any]) -> None:
             )
 
 
-# --------------------------------------------------------------------------------------------
-# Summary and plots
-# --------------------------------------------------------------------------------------------
-
-
-def settled_iteration(success: pd.Series) -> float:
-    """First iteration from which ``success`` (indexed by iteration ≥ 1) holds to the end."""
-    success = success.sort_index().astype(bool)
-    if not success.iloc[-1]:
-        return math.nan
-    failures = success.index[~success.to_numpy()]
-    return float(failures.max() + 1) if len(failures) else float(success.index.min())
-
-
-def per_run_table(df: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """One row per run: final return, final deterministic return, success and iterations."""
-    from rllib_hatrpo.envs import LOCAL_OPTIMUM
-
-    trained = df[df["iteration"] >= 1]
-    edge = EDGE_FRACTION * params["action_scale"]
-    rows = []
-    for (game, allocator, seed), run in trained.groupby(RUN_KEYS):
-        run = run.set_index("iteration").sort_index()
-        last = run.iloc[-1]
-        hits = run.index[run["success"].astype(bool).to_numpy()]
-        rows.append(
-            {
-                "game": game,
-                "allocator": allocator,
-                "seed": seed,
-                "final_return": last["team_return"],
-                "final_det_return": last["det_return"],
-                "success": bool(last["success"]),
-                "escaped": bool(
-                    last["success"]
-                    if game != "differential"
-                    else last["det_return"] > LOCAL_OPTIMUM.value + ESCAPE_MARGIN
-                ),
-                "edge": bool(game == "differential" and abs(last["action_agent_0"]) >= edge),
-                "iters_settled": settled_iteration(run["success"]),
-                "iters_first_hit": float(hits.min()) if len(hits) else math.nan,
-                "learn_ms": 1e3 * run["learn_s"].median(),
-                "sample_ms": 1e3 * run["sample_s"].median(),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def summarize(
-    df: pd.DataFrame, games: Iterable[str], allocators: Iterable[str], params: dict[str, Any]
-) -> pd.DataFrame:
-    """Per game × allocator: return mean ± std over seeds, successes, iterations, timing."""
-    runs = per_run_table(df, params)
-    rows = []
-    for game in games:
-        for allocator in allocators:
-            r = runs[(runs["game"] == game) & (runs["allocator"] == allocator)]
-            if r.empty:
-                continue
-            ok = r[r["success"]]
-            rows.append(
-                {
-                    "game": game,
-                    "allocator": allocator,
-                    "seeds": len(r),
-                    "final_return_mean": r["final_return"].mean(),
-                    "final_return_std": r["final_return"].std(ddof=0),
-                    "final_det_return_mean": r["final_det_return"].mean(),
-                    "final_det_return_std": r["final_det_return"].std(ddof=0),
-                    "successes": int(r["success"].sum()),
-                    "escaped": int(r["escaped"].sum()),
-                    "at_edge": int(r["edge"].sum()),
-                    "median_iters_settled": ok["iters_settled"].median(),
-                    "median_iters_first_hit": ok["iters_first_hit"].median(),
-                    "learn_ms_per_iter": r["learn_ms"].median(),
-                    "sample_ms_per_iter": r["sample_ms"].median(),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def markdown_table(summary: pd.DataFrame, params: dict[str, Any]) -> str:
-    """The summary as a markdown table, with the budget it was measured at."""
-    from rllib_hatrpo.envs import GLOBAL_OPTIMUM, LOCAL_OPTIMUM
-
-    global_text = f"({GLOBAL_OPTIMUM.a1:.2f}, {GLOBAL_OPTIMUM.a2:.2f})"
-    log_std = params["initial_log_std"]
-    lines = [
-        f"Toy games: {params['iterations']} iterations × {params['batch_size']} env steps, "
-        f"kl_threshold {params['kl_threshold']} (δ_total = 2 × {params['kl_threshold']}), "
-        f"differential game: action_scale {params['action_scale']}, success radius "
-        f"{params['radius']} around {global_text}; actors' initial log-std "
-        f"{'package default' if log_std is None else log_std}.",
-        "",
-        "| game | allocator | final return | final det. return | success | "
-        "median iters to success | beat local opt. / at edge | learner ms/iter |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for _, s in summary.iterrows():
-        iters = s["median_iters_settled"]
-        escaped = (
-            f"{s['escaped']}/{s['seeds']} / {s['at_edge']}/{s['seeds']}"
-            if s["game"] == "differential"
-            else "—"
-        )
-        lines.append(
-            f"| {s['game']} | {s['allocator']} "
-            f"| {s['final_return_mean']:.3f} ± {s['final_return_std']:.3f} "
-            f"| {s['final_det_return_mean']:.3f} ± {s['final_det_return_std']:.3f} "
-            f"| {s['successes']}/{s['seeds']} "
-            f"| {'—' if math.isnan(iters) else f'{iters:.0f}'} "
-            f"| {escaped} | {s['learn_ms_per_iter']:.0f} |"
-        )
-    lines += [
-        "",
-        "final return: batch team return of the last iteration, mean ± std over seeds; "
-        "final det. return: payoff of the deterministic joint action after the last update; "
-        "success: that action is within the radius of the global optimum (differential) or "
-        "an optimal cell (matrix); iters to success: first iteration from which success holds "
-        "to the end, median over successful seeds; beat local opt.: final det. return > "
-        f"{LOCAL_OPTIMUM.value:.3f} + {ESCAPE_MARGIN}; "
-        f"at edge: final |a1| ≥ {EDGE_FRACTION}·action_scale; "
-        f"learner ms/iter: median learner.update wall time ({params['workers']} runs in "
-        f"parallel on {os.cpu_count()} cores).",
-    ]
-    return "\n".join(lines)
-
-
-def plot_trajectories(df: pd.DataFrame, allocators: list[str], path: Path) -> None:
-    """Reward surface of the differential game with each run's deterministic joint actions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rllib_hatrpo.envs import GLOBAL_OPTIMUM, LOCAL_OPTIMUM, differential_game_reward
-
-    diff = df[df["game"] == "differential"]
-    allocators = [a for a in allocators if a in set(diff["allocator"])]
-    if not allocators:
-        return
-    grid = np.linspace(-10.0, 10.0, 301)
-    a1, a2 = np.meshgrid(grid, grid)
-    surface = differential_game_reward(a1, a2)
-    colors = dict(zip(ALLOCATORS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
-    fig, axes = plt.subplots(1, len(allocators), figsize=(5.2 * len(allocators), 5), squeeze=False)
-    for ax, allocator in zip(axes[0], allocators, strict=True):
-        contour = ax.contourf(a1, a2, surface, levels=30, cmap="viridis")
-        for _, run in diff[diff["allocator"] == allocator].groupby("seed"):
-            run = run.sort_values("iteration")
-            x, y = run["action_agent_0"], run["action_agent_1"]
-            color = colors.get(allocator, "white")
-            ax.plot(x, y, "-", color=color, lw=1.2, alpha=0.9)
-            ax.plot(x.iloc[0], y.iloc[0], "o", color="white", ms=3)
-            ax.plot(x.iloc[-1], y.iloc[-1], "o", color=color, mec="black", ms=6)
-        ax.plot(GLOBAL_OPTIMUM.a1, GLOBAL_OPTIMUM.a2, "r*", ms=14, label="global optimum")
-        ax.plot(LOCAL_OPTIMUM.a1, LOCAL_OPTIMUM.a2, "wx", ms=10, mew=2, label="local optimum")
-        n = diff[diff["allocator"] == allocator]["seed"].nunique()
-        ax.set(title=f"{allocator} ({n} seeds)", xlabel="a1 (agent_0)")
-        if ax is axes[0][0]:
-            ax.set_ylabel("a2 (agent_1)")
-        ax.set_xlim(-10, 10)
-        ax.set_ylim(-10, 10)
-        ax.legend(loc="lower left", fontsize=8)
-    fig.colorbar(contour, ax=axes[0].tolist(), shrink=0.85, label="R(a1, a2)")
-    fig.suptitle("Differential game: deterministic joint action per iteration (dot = end)")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_budget_shares(df: pd.DataFrame, games: list[str], path: Path) -> None:
-    """Per-agent δ_i/δ_total (solid) and KL_i/δ_total (dashed), mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    allocators = [a for a in ("kkt", "greedy") if a in set(df["allocator"])]
-    games = [g for g in games if g in set(df["game"])]
-    if not allocators or not games:
-        return
-    trained = df[df["iteration"] >= 1]
-    fig, axes = plt.subplots(
-        len(games),
-        len(allocators),
-        figsize=(5.5 * len(allocators), 3.2 * len(games)),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-    )
-    for i, game in enumerate(games):
-        for j, allocator in enumerate(allocators):
-            ax = axes[i][j]
-            sub = trained[(trained["game"] == game) & (trained["allocator"] == allocator)]
-            mean = sub.groupby("iteration").mean(numeric_only=True)
-            for aid, color in zip(AGENTS, ("tab:red", "tab:purple"), strict=True):
-                if mean.empty:
-                    continue
-                ax.plot(
-                    mean.index,
-                    mean[f"kl_budget_{aid}"] / mean["total_kl_budget"],
-                    color=color,
-                    label=f"δ_i share {aid}",
-                )
-                ax.plot(
-                    mean.index,
-                    mean[f"kl_{aid}"] / mean["total_kl_budget"],
-                    "--",
-                    color=color,
-                    alpha=0.7,
-                    label=f"KL_i share {aid}",
-                )
-            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            n = sub["seed"].nunique()
-            ax.set(title=f"{game} / {allocator} ({n} seeds)", ylim=(0, 1.05))
-            if i == len(games) - 1:
-                ax.set_xlabel("iteration")
-            if j == 0:
-                ax.set_ylabel("share of δ_total")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_returns(df: pd.DataFrame, games: list[str], allocators: list[str], path: Path) -> None:
-    """Mean ± std (over seeds) of the batch team return per iteration, per game."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    games = [g for g in games if g in set(df["game"])]
-    if not games:
-        return
-    trained = df[df["iteration"] >= 1]
-    fig, axes = plt.subplots(1, len(games), figsize=(5 * len(games), 3.6), squeeze=False)
-    for ax, game in zip(axes[0], games, strict=True):
-        for allocator in allocators:
-            sub = trained[(trained["game"] == game) & (trained["allocator"] == allocator)]
-            if sub.empty:
-                continue
-            stats = sub.groupby("iteration")["team_return"].agg(["mean", "std"])
-            ax.plot(stats.index, stats["mean"], label=allocator)
-            ax.fill_between(
-                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2
-            )
-        ax.set(title=game, xlabel="iteration", ylabel="team return (batch mean)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def report(args: argparse.Namespace, params: dict[str, Any]) -> str:
     """Writes summary.csv/.md and the plots from runs.csv; returns the markdown table."""
     df = pd.read_csv(args.out / "runs.csv")
@@ -638,7 +191,7 @@ def report(args: argparse.Namespace, params: dict[str, Any]) -> str:
     df = df[df["game"].isin(args.games) & df["allocator"].isin(args.allocators)]
     summary = summarize(df, args.games, args.allocators, params)
     summary.to_csv(args.out / "summary.csv", index=False)
-    table = markdown_table(summary, params)
+    table = summary_table(summary, params)
     (args.out / "summary.md").write_text(table + "\n")
     plot_trajectories(df, list(args.allocators), args.out / "differential_trajectories.png")
     plot_budget_shares(df, list(args.games), args.out / "budget_shares.png")
@@ -654,7 +207,9 @@ def report(args: argparse.Namespace, params: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--games", nargs="+", choices=GAMES, default=list(GAMES))
-    p.add_argument("--allocators", nargs="+", choices=ALLOCATORS, default=list(ALLOCATORS))
+    p.add_argument(
+        "--allocators", nargs="+", choices=ALLOCATOR_NAMES, default=list(ALLOCATOR_NAMES)
+    )
     p.add_argument(
         "--seeds",
         type=int,
