@@ -38,7 +38,8 @@ iteration against env steps per HATRPO method, with δ_total dashed), ``summary.
 Table columns, per task and method (n seeds):
 
 - final team return: each run's mean over its last 10 % of iterations
-  (``rllib_hatrpo.experiments.tune.final_return``); mean ± std over seeds (population std);
+  (``rllib_hatrpo.experiments.summaries.final_return``); mean ± std over seeds (population
+  std);
 - steps to 99 %: the first env-step count at which the method's seed-mean curve reaches
   99 % of the best method's final mean (R* − 0.01·|R*|); "—" if never;
 - gain vs uniform: (R_method − R_uniform) / |R_uniform| of the seed means, as the joint-budget
@@ -62,22 +63,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN, TRAINING_ITERATION
+from rllib_hatrpo.experiments.summaries import final_return, markdown_table
+from rllib_hatrpo.experiments.tune import METHOD, SEED
+from rllib_hatrpo.experiments.tuned import PPO
+from rllib_hatrpo.metrics import KL_TOTAL, TOTAL_KL_BUDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 TUNED_EXAMPLES = ROOT / "tuned_examples"
-METHODS = ("uniform", "kkt", "kkt_carry", "greedy", "ppo")
-#: What ``--methods`` trains by default (``kkt_carry`` is asked for by name).
-DEFAULT_METHODS = ("uniform", "kkt", "greedy", "ppo")
+#: Methods that are an allocator with options: method -> (kl_allocator, kl_allocator_config).
+VARIANTS = {"kkt_carry": ("kkt", {"carry_over": True})}
+
+
+def _methods() -> tuple[str, ...]:
+    methods = []
+    for name in ALLOCATOR_NAMES:
+        methods += [name, *(v for v, (allocator, _) in VARIANTS.items() if allocator == name)]
+    return (*methods, PPO)
+
+
+#: Every method, each variant after its allocator (the order of tables and plot colours).
+METHODS = _methods()
+#: What ``--methods`` trains by default (a variant such as ``kkt_carry`` is asked for by name).
+DEFAULT_METHODS = (*ALLOCATOR_NAMES, PPO)
+#: How tables and plots name a method (another method is shown by its name).
 LABELS = {
     "uniform": "HATRPO (uniform)",
     "kkt": "HATRPO-W (kkt)",
     "kkt_carry": "HATRPO-W + carry-over (kkt_carry)",
     "greedy": "HATRPO-G (greedy)",
-    "ppo": "RLlib PPO",
+    PPO: "RLlib PPO",
 }
-#: Methods that are an allocator with options: method -> (kl_allocator, kl_allocator_config).
-VARIANTS = {"kkt_carry": ("kkt", {"carry_over": True})}
-#: Columns of the allocators' KL spend (``rllib_hatrpo.metrics`` KL_TOTAL, TOTAL_KL_BUDGET).
-KL_TOTAL, TOTAL_KL_BUDGET = "kl_total", "total_kl_budget"
+#: The file of ``--out`` recording each task's methods, seeds and budget.
+CAMPAIGN_FILE = "campaign.json"
+
+
+def label(method: str) -> str:
+    """How tables and plots name ``method``."""
+    return LABELS.get(method, method)
 
 
 def load_tasks() -> dict[str, Any]:
@@ -100,23 +124,28 @@ def load_tasks() -> dict[str, Any]:
 
 def check_campaign(out: Path, task: str, plan: dict[str, Any]) -> None:
     """Records ``plan`` for ``task`` in ``campaign.json``; refuses a different plan."""
-    path = out / "campaign.json"
-    campaign = json.loads(path.read_text()) if path.is_file() else {}
-    if task in campaign and campaign[task] != plan:
-        raise SystemExit(
-            f"--out {out}: task {task} was started with {campaign[task]}, not {plan}. Rerun "
-            "with the same --methods/--seeds/--env-steps, or choose another --out."
+    from rllib_hatrpo.experiments.plans import PlanMismatchError, check_same_plan
+
+    try:
+        check_same_plan(
+            out / CAMPAIGN_FILE,
+            plan,
+            section=task,
+            what=f"task {task}",
+            hint="Rerun with the same --methods/--seeds/--env-steps, or choose another --out.",
         )
-    campaign[task] = plan
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(campaign, indent=2, sort_keys=True))
+    except PlanMismatchError as err:
+        raise SystemExit(
+            f"--out {out}: {err.render(lambda key: '--' + key.replace('_', '-'))}"
+        ) from err
 
 
 def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
 
-    from rllib_hatrpo.experiments.tune import TEAM_RETURN, make_trainable, restore_or_create_tuner
+    from rllib_hatrpo.cli.common import say
+    from rllib_hatrpo.experiments.tune import make_trainable, restore_or_create_tuner
 
     env_steps = args.env_steps or task.env_steps
     plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
@@ -132,9 +161,10 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
         task.name,
         trainable,
         max_failures=2,
+        log=say,
         param_space={
-            "method": tune.grid_search(list(args.methods)),
-            "seed": tune.grid_search(list(args.seeds)),
+            METHOD: tune.grid_search(list(args.methods)),
+            SEED: tune.grid_search(list(args.seeds)),
         },
         tune_config=tune.TuneConfig(
             metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
@@ -148,10 +178,10 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
 def trial_config(task: Any, params: dict[str, Any]) -> Any:
     """The trial's config: ``task.build_trial_config`` with a ``VARIANTS`` method resolved."""
     params = dict(params)
-    allocator, options = VARIANTS.get(params.get("method", "uniform"), (None, None))
+    allocator, options = VARIANTS.get(params.get(METHOD, ALLOCATOR_NAMES[0]), (None, None))
     if allocator is None:
         return task.build_trial_config(params)
-    config = task.build_trial_config({**params, "method": allocator})
+    config = task.build_trial_config({**params, METHOD: allocator})
     return config.training(kl_allocator_config={**config.kl_allocator_config, **options})
 
 
@@ -172,13 +202,13 @@ def collect_curves(out: Path, tasks: list[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     curves = pd.concat(frames, ignore_index=True)
-    first = ["task", "method", "seed", "training_iteration", "env_steps", "team_return"]
+    first = ["task", METHOD, SEED, TRAINING_ITERATION, ENV_STEPS, TEAM_RETURN]
     return curves[first + [c for c in curves.columns if c not in first]]
 
 
 def mean_curve(runs: pd.DataFrame) -> pd.Series:
     """The seed-mean team return per env-step count (only counts every seed reached)."""
-    table = runs.pivot_table(index="env_steps", columns="seed", values="team_return")
+    table = runs.pivot_table(index=ENV_STEPS, columns=SEED, values=TEAM_RETURN)
     return table.dropna().mean(axis=1)
 
 
@@ -198,29 +228,28 @@ def kl_spend(run: pd.DataFrame) -> tuple[float, float]:
 
 
 def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
-    from rllib_hatrpo.experiments.tune import final_return
-
+    """One row per task and method: final return, steps to 99 %, gain, variance, KL spend."""
     rows = []
     for task, task_runs in curves.groupby("task", sort=False):
         finals = {
-            method: np.array([final_return(run) for _, run in runs.groupby("seed")])
-            for method, runs in task_runs.groupby("method")
+            method: np.array([final_return(run) for _, run in runs.groupby(SEED)])
+            for method, runs in task_runs.groupby(METHOD)
         }
         means = {method: float(np.mean(values)) for method, values in finals.items()}
         best = max(means.values())
         target = best - 0.01 * abs(best)
-        uniform = means.get("uniform", math.nan)
+        uniform = means.get(ALLOCATOR_NAMES[0], math.nan)
         for method in [m for m in METHODS if m in finals]:
-            runs = task_runs[task_runs["method"] == method]
+            runs = task_runs[task_runs[METHOD] == method]
             curve = mean_curve(runs)
             reached = curve.index[curve.to_numpy() >= target]
-            spends = np.array([kl_spend(run) for _, run in runs.groupby("seed")])
+            spends = np.array([kl_spend(run) for _, run in runs.groupby(SEED)])
             rows.append(
                 {
                     "task": task,
-                    "method": method,
+                    METHOD: method,
                     "seeds": len(finals[method]),
-                    "env_steps": int(runs.groupby("seed")["env_steps"].max().min()),
+                    ENV_STEPS: int(runs.groupby(SEED)[ENV_STEPS].max().min()),
                     "budget": env_steps.get(task, math.nan),
                     "final_mean": means[method],
                     "final_std": float(np.std(finals[method])),
@@ -251,29 +280,50 @@ def _spend_cell(row: Any) -> str:
 
 
 def markdown(summary: pd.DataFrame) -> str:
-    lines = [
-        "| task | method | seeds | env steps | final team return | steps to 99 % "
-        "| gain vs uniform | seed variance | Σ KL / iteration |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    """The summary as two markdown tables: per task and method, then the mean gain per method."""
+    header = (
+        "task",
+        "method",
+        "seeds",
+        "env steps",
+        "final team return",
+        "steps to 99 %",
+        "gain vs uniform",
+        "seed variance",
+        "Σ KL / iteration",
+    )
+    rows = []
     for row in summary.itertuples():
         steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
-        gain = "—" if row.method == "uniform" else f"{100 * row.gain_vs_uniform:+.1f} %"
-        lines.append(
-            f"| {row.task} | {LABELS[row.method]} | {row.seeds} | {row.env_steps:,} "
-            f"| {row.final_mean:,.1f} ± {row.final_std:,.1f} | {steps} | {gain} "
-            f"| {row.seed_variance:,.1f} | {_spend_cell(row)} |"
+        uniform = row.method == ALLOCATOR_NAMES[0]
+        gain = "—" if uniform else f"{100 * row.gain_vs_uniform:+.1f} %"
+        rows.append(
+            (
+                row.task,
+                label(row.method),
+                row.seeds,
+                f"{row.env_steps:,}",
+                f"{row.final_mean:,.1f} ± {row.final_std:,.1f}",
+                steps,
+                gain,
+                f"{row.seed_variance:,.1f}",
+                _spend_cell(row),
+            )
         )
-    gains = summary[summary["method"] != "uniform"].groupby("method", sort=False)
-    lines += ["", "| method | mean gain vs uniform over tasks | tasks |", "|---|---|---|"]
-    for method, rows in gains:
-        lines.append(
-            f"| {LABELS[method]} | {100 * rows['gain_vs_uniform'].mean():+.1f} % | {len(rows)} |"
+    gains = summary[summary[METHOD] != ALLOCATOR_NAMES[0]].groupby(METHOD, sort=False)
+    mean_gains = [
+        (label(method), f"{100 * runs['gain_vs_uniform'].mean():+.1f} %", len(runs))
+        for method, runs in gains
+    ]
+    return "\n\n".join(
+        (
+            markdown_table(header, rows),
+            markdown_table(("method", "mean gain vs uniform over tasks", "tasks"), mean_gains),
         )
-    return "\n".join(lines)
+    )
 
 
-def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = "team_return") -> None:
+def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = TEAM_RETURN) -> None:
     """``column`` against env steps, mean ± std over seeds per method (methods without it are
     left out); for ``kl_total`` the joint budget ``total_kl_budget`` is drawn dashed."""
     from matplotlib.figure import Figure
@@ -282,17 +332,17 @@ def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = "team_r
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    for method in (m for m in METHODS if m in set(curves["method"])):
+    for method in (m for m in METHODS if m in set(curves[METHOD])):
         i = METHODS.index(method)  # one colour per method in every plot
-        runs = curves[curves["method"] == method]
+        runs = curves[curves[METHOD] == method]
         if column not in runs or runs[column].isna().all():
             continue
         per_seed = [
-            (run["env_steps"].to_numpy(float), run[column].to_numpy(float))
-            for _, run in runs.dropna(subset=[column]).sort_values("env_steps").groupby("seed")
+            (run[ENV_STEPS].to_numpy(float), run[column].to_numpy(float))
+            for _, run in runs.dropna(subset=[column]).sort_values(ENV_STEPS).groupby(SEED)
         ]
         grid, mean, std, _ = seed_band(per_seed)
-        ax.plot(grid, mean, color=f"C{i}", linewidth=2, label=f"{LABELS[method]} ({len(per_seed)})")
+        ax.plot(grid, mean, color=f"C{i}", linewidth=2, label=f"{label(method)} ({len(per_seed)})")
         ax.fill_between(grid, mean - std, mean + std, color=f"C{i}", alpha=0.2)
     if column == KL_TOTAL and TOTAL_KL_BUDGET in curves and curves[TOTAL_KL_BUDGET].notna().any():
         budget = float(curves[TOTAL_KL_BUDGET].max())
@@ -308,7 +358,8 @@ def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = "team_r
 
 
 def report(args: argparse.Namespace, tasks: list[str]) -> str:
-    campaign_file = args.out / "campaign.json"
+    """Writes ``curves.csv``, the plots, ``summary.csv`` and ``summary.md``; returns the table."""
+    campaign_file = args.out / CAMPAIGN_FILE
     campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
     curves = collect_curves(args.out, tasks)
     if curves.empty:

@@ -1,15 +1,19 @@
-"""What the ``hatrpo`` command line's modules share: exit codes, ``UsageError``, imports by path.
+"""What the ``hatrpo`` command line's modules share: exit codes, ``UsageError``, Ray start-up.
 
-:mod:`rllib_hatrpo.cli.main` (parsing, dispatch, the train loop),
-:mod:`rllib_hatrpo.experiments.evaluation`, :mod:`rllib_hatrpo.experiments.resume` and
-:mod:`rllib_hatrpo.experiments.sweeps` raise :class:`UsageError`; ``cli.main``
-prints it as argparse prints its own errors and returns :data:`EXIT_USAGE`. No Ray import.
+The library (:mod:`rllib_hatrpo.experiments`) raises a
+:class:`~rllib_hatrpo.experiments.spec.SettingError` that names the setting at fault; the
+commands turn it into a :class:`UsageError` naming the flag (:func:`as_usage_errors`), which
+:func:`rllib_hatrpo.cli.main.main` prints as argparse prints its own errors, with exit code
+:data:`EXIT_USAGE`. No Ray import at module level.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+from rllib_hatrpo.experiments.spec import SettingError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -26,19 +30,50 @@ class UsageError(Exception):
         self.flag = flag
 
 
-def import_object(spec: str, flag: str) -> Any:
-    """Imports ``package.module:Name`` (``Name`` may be dotted).
+def usage_error(err: SettingError, flag_name: Callable[[str], str]) -> UsageError:
+    """``err`` as a command-line error: its setting and the settings it names as flags."""
+    return UsageError(flag_name(err.setting), err.render(flag_name))
 
-    Raises:
-        UsageError: ``spec`` is not of that form or cannot be imported (names ``flag``).
+
+@contextlib.contextmanager
+def as_usage_errors(flag_name: Callable[[str], str]) -> Iterator[None]:
+    """Raises every :class:`SettingError` of the block as a :class:`UsageError`.
+
+    Args:
+        flag_name: A setting's name -> the flag that sets it (``"kl_range"`` ->
+            ``"--kl-range"``).
     """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UsageError(flag, f"expected package.module:Name, got {spec!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(flag, f"cannot import {spec!r}: {err}") from err
-    return obj
+        yield
+    except SettingError as err:
+        raise usage_error(err, flag_name) from err
+
+
+def init_ray(num_cpus: int | None) -> bool:
+    """Starts Ray unless it already runs; returns whether this call started (or joined) it.
+
+    Under ``ray job submit`` (RAY_ADDRESS set) ``ray.init()`` joins that cluster; a local
+    instance gets ``num_cpus`` (None: all of the machine's) and no dashboard.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+    return True
+
+
+def shutdown_ray(started: bool) -> None:
+    """Shuts Ray down if :func:`init_ray` started it (a Ray instance of the caller stays)."""
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+def say(line: str) -> None:
+    """Prints one line of progress at once (a log or a pipe shows it while training runs)."""
+    print(line, flush=True)

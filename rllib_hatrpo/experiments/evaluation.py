@@ -8,8 +8,9 @@ explore, and the first episode can be recorded as a GIF or MP4::
     env = make_env(policies.config)
     returns = run_episodes(policies, env, episodes=10)
 
-Errors about the checkpoint or the video file are :class:`~rllib_hatrpo.cli.common.UsageError`
-naming ``CHECKPOINT`` or ``--render``: the command line reports them with exit code 2.
+Errors about the checkpoint or the video file are an :class:`EvaluationError` whose
+``setting`` is ``"checkpoint"`` or ``"render"`` (``hatrpo evaluate`` reports them as errors of
+``CHECKPOINT`` or ``--render``, exit code 2).
 """
 
 from __future__ import annotations
@@ -25,8 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from rllib_hatrpo.cli.common import UsageError, import_object
-from rllib_hatrpo.experiments.checkpoints import MANIFEST_FILE, CheckpointError, verify_manifest
+from rllib_hatrpo.experiments.checkpoints import (
+    CHECKPOINT_MARKER,
+    MANIFEST_FILE,
+    CheckpointError,
+    verify_manifest,
+)
+from rllib_hatrpo.experiments.spec import SettingError, import_object
+
+#: The setting of an error about the checkpoint evaluated.
+CHECKPOINT = "checkpoint"
+#: The setting of an error about the video recorded.
+RENDER = "render"
+
+
+class EvaluationError(SettingError):
+    """A checkpoint that cannot be evaluated, or a video that cannot be recorded.
+
+    ``setting`` is :data:`CHECKPOINT` or :data:`RENDER`.
+    """
 
 
 @dataclasses.dataclass
@@ -48,8 +66,8 @@ def _checkpoint_dir(path: Path) -> Path:
     """``path`` itself, or ``path/checkpoint`` if given a seed's run directory."""
     path = path.expanduser()
     if (
-        not (path / "rllib_checkpoint.json").is_file()
-        and (path / "checkpoint" / "rllib_checkpoint.json").is_file()
+        not (path / CHECKPOINT_MARKER).is_file()
+        and (path / "checkpoint" / CHECKPOINT_MARKER).is_file()
     ):
         return path / "checkpoint"
     return path
@@ -65,24 +83,24 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
     ``algo.save_to_path``) is read as it is.
 
     Raises:
-        UsageError: ``path`` is not a HATRPO checkpoint, cannot be read, or a file differs from
+        EvaluationError: ``path`` is not a HATRPO checkpoint, cannot be read, or a file differs from
             its manifest (names the path).
     """
     path = _checkpoint_dir(Path(path))
     where = f"{path} (resolved: {path.resolve()})" if not path.is_absolute() else str(path)
     if not path.is_dir():
-        raise UsageError("CHECKPOINT", f"no checkpoint directory at {where}")
-    meta_file = path / "rllib_checkpoint.json"
+        raise EvaluationError(CHECKPOINT, f"no checkpoint directory at {where}")
+    meta_file = path / CHECKPOINT_MARKER
     if not meta_file.is_file():
-        raise UsageError(
-            "CHECKPOINT", f"{where} is not an RLlib checkpoint (no rllib_checkpoint.json)"
+        raise EvaluationError(
+            CHECKPOINT, f"{where} is not an RLlib checkpoint (no rllib_checkpoint.json)"
         )
     if (path / MANIFEST_FILE).is_file():  # written by hatrpo train: check the files first
         try:
             verify_manifest(path)
         except CheckpointError as err:
-            raise UsageError(
-                "CHECKPOINT", f"{err}. Restore it from a backup, or evaluate another checkpoint."
+            raise EvaluationError(
+                CHECKPOINT, f"{err}. Restore it from a backup, or evaluate another checkpoint."
             ) from err
     try:
         meta = json.loads(meta_file.read_text())
@@ -91,20 +109,22 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
         config = ctor["ctor_args_and_kwargs"][0][0]
         algo_class = ctor["class"]
     except Exception as err:  # any unreadable file: report it, never train from scratch
-        raise UsageError(
-            "CHECKPOINT", f"cannot read the checkpoint at {where}: {type(err).__name__}: {err}"
+        raise EvaluationError(
+            CHECKPOINT, f"cannot read the checkpoint at {where}: {type(err).__name__}: {err}"
         ) from err
     from rllib_hatrpo.hatrpo import HATRPO
 
     if not (isinstance(algo_class, type) and issubclass(algo_class, HATRPO)):
-        raise UsageError("CHECKPOINT", f"{where} holds a {algo_class!r}, not a HATRPO checkpoint")
+        raise EvaluationError(
+            CHECKPOINT, f"{where} holds a {algo_class!r}, not a HATRPO checkpoint"
+        )
     if not isinstance(config, dict) or not config.get("policies"):
-        raise UsageError("CHECKPOINT", f"{where}: its config names no policies")
+        raise EvaluationError(CHECKPOINT, f"{where}: its config names no policies")
     if config.get("_env_to_module_connector") or config.get("_module_to_env_connector"):
         # Their observation/action transforms are not rebuilt here: refuse rather than run
         # the actors on inputs they were not trained on.
-        raise UsageError(
-            "CHECKPOINT",
+        raise EvaluationError(
+            CHECKPOINT,
             f"{where} was trained with custom env-to-module or module-to-env connectors, which "
             "`hatrpo evaluate` does not rebuild; restore it with HATRPO.from_checkpoint(...)",
         )
@@ -116,8 +136,8 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
         try:
             modules[mid] = RLModule.from_checkpoint(module_root / mid)
         except Exception as err:  # missing or corrupted module files
-            raise UsageError(
-                "CHECKPOINT",
+            raise EvaluationError(
+                CHECKPOINT,
                 f"cannot load module {mid!r} from {module_root / mid}: {type(err).__name__}: {err}",
             ) from err
         modules[mid].eval()
@@ -134,28 +154,31 @@ def make_env(config: dict[str, Any], render: bool = False) -> Any:
     if isinstance(env_desc, str):
         env_desc = _env_creator(env_desc)
     if not callable(env_desc):
-        raise UsageError("CHECKPOINT", f"its config has no env to build (env={env_desc!r})")
+        raise EvaluationError(CHECKPOINT, f"its config has no env to build (env={env_desc!r})")
     try:
         return env_desc(EnvContext(env_config, worker_index=0))
     except (ValueError, TypeError) as err:
         if render:
-            raise UsageError("--render", f"the env cannot render to RGB frames: {err}") from err
+            raise EvaluationError(RENDER, f"the env cannot render to RGB frames: {err}") from err
         raise
 
 
 def _env_creator(name: str) -> Callable[..., Any]:
     """A built-in env name, a ``package.module:Factory`` path or a name registered with Tune."""
-    from rllib_hatrpo.envs import ENV_CLASSES
+    from rllib_hatrpo.envs import ENV_SUITES
 
-    if name in ENV_CLASSES:
-        return ENV_CLASSES[name]
+    if name in ENV_SUITES:
+        return ENV_SUITES[name].load()
     if ":" in name:
-        return import_object(name, "CHECKPOINT")
+        try:
+            return import_object(name, CHECKPOINT)
+        except SettingError as err:
+            raise EvaluationError(CHECKPOINT, err.message) from err
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
     if not _global_registry.contains(ENV_CREATOR, name):
-        raise UsageError(
-            "CHECKPOINT",
+        raise EvaluationError(
+            CHECKPOINT,
             f"its env {name!r} is a name registered with ray.tune.register_env in the training "
             "process; `hatrpo evaluate` cannot rebuild it",
         )
@@ -240,8 +263,8 @@ def _record(env: Any, frames: list[np.ndarray], max_frames: int) -> None:
         return
     frame = env.render()
     if not (isinstance(frame, np.ndarray) and frame.ndim == 3):
-        raise UsageError(
-            "--render",
+        raise EvaluationError(
+            RENDER,
             f"{type(env).__name__}.render() returned {type(frame).__name__}, not an RGB frame",
         )
     frames.append(frame)
@@ -266,19 +289,20 @@ def check_video_path(path: Path) -> None:
     """Checks, before any episode runs, that ``path`` is a GIF or an MP4 this install can write.
 
     Raises:
-        UsageError: Another suffix, or MP4 without imageio and an FFmpeg backend (``--render``).
+        EvaluationError: Another suffix, or MP4 without imageio and an FFmpeg backend
+            (``render``).
     """
     suffix = path.suffix.lower()
     if suffix not in (".gif", ".mp4"):
-        raise UsageError("--render", f"the file must end in .gif or .mp4, got {path}")
+        raise EvaluationError(RENDER, f"the file must end in .gif or .mp4, got {path}")
     if suffix == ".mp4" and not any(_importable(m) for m in ("imageio_ffmpeg", "av")):
-        raise UsageError(
-            "--render",
+        raise EvaluationError(
+            RENDER,
             "writing MP4 needs imageio with an FFmpeg backend (pip install imageio-ffmpeg) or "
             "PyAV (pip install av); or give a .gif path",
         )
     if suffix == ".mp4" and not _importable("imageio"):
-        raise UsageError("--render", "writing MP4 needs imageio (pip install imageio)")
+        raise EvaluationError(RENDER, "writing MP4 needs imageio (pip install imageio)")
 
 
 def _importable(module: str) -> bool:

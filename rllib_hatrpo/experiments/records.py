@@ -1,12 +1,14 @@
 """What a training run writes: one CSV row per iteration and atomically replaced checkpoints.
 
-Used by the command line (:mod:`rllib_hatrpo.cli.main`) and usable from your own training loop::
+The column names (:data:`TEAM_RETURN`, :data:`ENV_STEPS`, ...) are the keys of every row that
+``hatrpo train`` writes to ``metrics.csv`` and that a Tune trial reports. Usable from your own
+training loop (:func:`rllib_hatrpo.experiments.loop.train_iterations` is the loop of
+``hatrpo train`` and of the Tune trials)::
 
     agents = sorted(algo.config.policies)
     with MetricsCsv(run_dir / "metrics.csv", agents) as csv:
-        for _ in range(10):
-            reset_iteration_timers(algo)
-            csv.append(flatten_result(algo.train(), agents))
+        for step in train_iterations(algo, StopCriteria(iters=10)):
+            csv.append(step.row)
     save_checkpoint_atomically(algo, run_dir / "checkpoint")
 
 and to continue such a run after a crash::
@@ -17,8 +19,7 @@ and to continue such a run after a crash::
     with MetricsCsv(run_dir / "metrics.csv", agents, append=True) as csv: ...
 
 The checkpoint functions live in :mod:`rllib_hatrpo.experiments.checkpoints` (the one save and
-restore
-routine, with the manifest and the finiteness check) and are importable from here too.
+restore routine, with the manifest and the finiteness check) and are importable from here too.
 
 No Ray import at module level: ``flatten_result`` reads a plain result dict.
 """
@@ -53,8 +54,16 @@ from rllib_hatrpo.metrics import (
 
 __all__ = [
     "CHECKPOINT_MARKER",
+    "ENV_STEPS",
+    "EPISODE_RETURN_MEAN",
     "ITERATION_COLUMNS",
+    "LEARNER_UPDATE_TIME_S",
     "MANIFEST_FILE",
+    "SAMPLING_TIME_S",
+    "TEAM_RETURN",
+    "TIME_THIS_ITER_S",
+    "TIME_TOTAL_S",
+    "TRAINING_ITERATION",
     "CheckpointError",
     "MetricsCsv",
     "NonFiniteStateError",
@@ -79,21 +88,41 @@ _ENV_STEPS_LIFETIME = "num_env_steps_sampled_lifetime"
 _EPISODE_RETURN_MEAN = "episode_return_mean"
 _LEARNER_UPDATE_TIMER = "learner_update_timer"
 _SAMPLING_TIMER = "env_runner_sampling_timer"
+_ITERATION = "training_iteration"
+_TIME_TOTAL = "time_total_s"
+_TIME_THIS_ITER = "time_this_iter_s"
+
+#: The iteration number (1, 2, ...).
+TRAINING_ITERATION = "training_iteration"
+#: Env steps sampled so far (lifetime; continues after a restore).
+ENV_STEPS = "env_steps"
+#: Seconds of training so far (a resumed ``hatrpo train`` run counts its earlier time).
+TIME_TOTAL_S = "time_total_s"
+#: Seconds of this iteration.
+TIME_THIS_ITER_S = "time_this_iter_s"
+#: The team return per episode (mean over the recent episodes; NaN: none finished yet).
+TEAM_RETURN = "team_return"
+#: RLlib's return per episode: the sum over agents, n × the team return.
+EPISODE_RETURN_MEAN = "episode_return_mean"
+#: Seconds of this iteration's learner update.
+LEARNER_UPDATE_TIME_S = "learner_update_time_s"
+#: Seconds of this iteration's sampling.
+SAMPLING_TIME_S = "sampling_time_s"
 
 #: Per-iteration columns of ``metrics.csv``, in order; per-agent columns follow.
 ITERATION_COLUMNS = (
-    "training_iteration",
-    "env_steps",
-    "time_total_s",
-    "time_this_iter_s",
-    "team_return",
-    "episode_return_mean",
+    TRAINING_ITERATION,
+    ENV_STEPS,
+    TIME_TOTAL_S,
+    TIME_THIS_ITER_S,
+    TEAM_RETURN,
+    EPISODE_RETURN_MEAN,
     KL_TOTAL,
     TOTAL_KL_BUDGET,
     SKIPPED_STEPS,
     NUM_PROPOSALS,
-    "learner_update_time_s",
-    "sampling_time_s",
+    LEARNER_UPDATE_TIME_S,
+    SAMPLING_TIME_S,
 )
 
 
@@ -141,14 +170,14 @@ def flatten_result(result: Mapping[str, Any], agents: Sequence[str]) -> dict[str
     if math.isnan(env_steps):
         env_steps = _get(result, _ENV_STEPS_LIFETIME)
     row = {
-        "training_iteration": _get(result, "training_iteration"),
-        "env_steps": env_steps,
-        "time_total_s": _get(result, "time_total_s"),
-        "time_this_iter_s": _get(result, "time_this_iter_s"),
-        "team_return": _get(result, _ENV_RUNNERS, TEAM_EPISODE_RETURN_MEAN),
-        "episode_return_mean": _get(result, _ENV_RUNNERS, _EPISODE_RETURN_MEAN),
-        "learner_update_time_s": _get(result, _TIMERS, _LEARNER_UPDATE_TIMER),
-        "sampling_time_s": _get(result, _TIMERS, _SAMPLING_TIMER),
+        TRAINING_ITERATION: _get(result, _ITERATION),
+        ENV_STEPS: env_steps,
+        TIME_TOTAL_S: _get(result, _TIME_TOTAL),
+        TIME_THIS_ITER_S: _get(result, _TIME_THIS_ITER),
+        TEAM_RETURN: _get(result, _ENV_RUNNERS, TEAM_EPISODE_RETURN_MEAN),
+        EPISODE_RETURN_MEAN: _get(result, _ENV_RUNNERS, _EPISODE_RETURN_MEAN),
+        LEARNER_UPDATE_TIME_S: _get(result, _TIMERS, _LEARNER_UPDATE_TIMER),
+        SAMPLING_TIME_S: _get(result, _TIMERS, _SAMPLING_TIMER),
     }
     for key in (KL_TOTAL, TOTAL_KL_BUDGET, SKIPPED_STEPS, NUM_PROPOSALS):
         row[key] = _get(result, _LEARNERS, _ALL_MODULES, key)
@@ -246,9 +275,9 @@ def truncate_metrics_csv(path: str | os.PathLike, last_iteration: int) -> list[d
     with path.open(newline="", encoding="utf-8") as f:
         lines = f.read().splitlines(keepends=True)
     header = next(csv.reader(lines[:1]), [])
-    if "training_iteration" not in header:
-        raise ValueError(f"{path} has no training_iteration column: not a metrics.csv")
-    column = header.index("training_iteration")
+    if TRAINING_ITERATION not in header:
+        raise ValueError(f"{path} has no {TRAINING_ITERATION} column: not a metrics.csv")
+    column = header.index(TRAINING_ITERATION)
     kept_lines, rows = lines[:1], []
     for line in lines[1:]:
         cells = next(csv.reader([line]), [])
@@ -258,7 +287,7 @@ def truncate_metrics_csv(path: str | os.PathLike, last_iteration: int) -> list[d
         if iteration <= last_iteration:
             kept_lines.append(line)
             rows.append({name: _number(cell) for name, cell in zip(header, cells, strict=True)})
-    iterations = [int(row["training_iteration"]) for row in rows]
+    iterations = [int(row[TRAINING_ITERATION]) for row in rows]
     if iterations != list(range(1, last_iteration + 1)):
         raise ValueError(
             f"{path} does not hold iterations 1..{last_iteration} once each (it has "
@@ -294,7 +323,9 @@ def reset_iteration_timers(algo: Any) -> None:
 
     ``Algorithm.metrics.log_time`` reduces with an EMA (coefficient 0.01) over the whole run,
     so after the first iteration ``result["timers"]`` barely moves; deleting the two timers
-    before ``algo.train()`` makes its result hold exactly this iteration's time.
+    before ``algo.train()`` makes its result hold exactly this iteration's time. The training
+    loop (:func:`rllib_hatrpo.experiments.loop.train_iterations`) calls it before every
+    iteration.
     """
     from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
 

@@ -1,35 +1,43 @@
 """Continuing an interrupted ``hatrpo train`` run: ``hatrpo train --resume RUN_DIR``.
 
-A run directory holds ``args.json`` (the flags it was started with) and one ``seed_<s>/`` per
-seed with ``metrics.csv`` and ``checkpoint/``. Resuming reloads the flags, restores every
-unfinished seed from its checkpoint (weights, critic optimizer, the learner's agent-order RNG
-and allocator state, the metrics counters such as env steps and the iteration number), drops
-the ``metrics.csv`` rows logged after that checkpoint and appends the new ones, so that every
-iteration appears exactly once.
+A run directory holds ``args.json`` (the flags it was started with, :func:`write_run_record`)
+and one ``seed_<s>/`` per seed with ``metrics.csv`` and ``checkpoint/``. Resuming reloads the
+flags, restores every unfinished seed from its checkpoint (weights, critic optimizer, the
+learner's agent-order RNG and allocator state, the metrics counters such as env steps and the
+iteration number), drops the ``metrics.csv`` rows logged after that checkpoint and appends the
+new ones, so that every iteration appears exactly once.
 
 Only flags that decide when a run stops or how it runs may change on resume
 (:data:`STOP_FLAGS`, :data:`CHANGEABLE_FLAGS`); any other flag given with ``--resume`` must equal
-the saved value. A missing or damaged checkpoint of a seed that logged iterations is an error,
-never a silent fresh start: the message names the path and what to do.
+the saved value (:func:`merge_flags`, a :class:`~rllib_hatrpo.experiments.plans.PlanMismatchError`
+otherwise). A missing or damaged checkpoint of a seed that logged iterations is a
+:class:`ResumeError`, never a silent fresh start: the message names the path and what to do.
+The flags are the keys of ``args.json``: the ``hatrpo train`` options without dashes
+(``stop_iters`` for ``--stop-iters``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rllib_hatrpo.cli.common import UsageError
 from rllib_hatrpo.experiments.checkpoints import (
     CheckpointError,
     recover_checkpoint,
     restore_checkpoint,
 )
+from rllib_hatrpo.experiments.plans import (
+    mismatch,
+    plain,
+    plan_changes,
+    read_record,
+    write_record,
+)
 from rllib_hatrpo.experiments.records import truncate_metrics_csv
+from rllib_hatrpo.experiments.spec import SettingError, ref
 
 #: File of a run directory holding the flags the run was started with.
 ARGS_FILE = "args.json"
@@ -45,8 +53,8 @@ CHANGEABLE_FLAGS = (
     "max_env_runner_restarts",
 )
 
-#: Namespace entries that are not flags of a run.
-_NOT_SAVED = ("run", "parser", "argv")
+#: Flags that say where the run is, not what it is: never compared.
+_WHERE = ("output", "resume")
 
 _FIX = (
     "Restore that directory from a backup, or delete it to train this seed again from the "
@@ -54,27 +62,68 @@ _FIX = (
 )
 
 
+class ResumeError(SettingError):
+    """A run directory that cannot be continued; the setting at fault is ``resume``."""
+
+    def __init__(self, message: str) -> None:
+        """Says why the run cannot be continued and what to do."""
+        super().__init__("resume", message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.message,)
+
+
+def write_run_record(
+    run_dir: Path, flags: Mapping[str, Any], argv: Sequence[str], env_config: Mapping
+) -> Path:
+    """Writes ``RUN_DIR/args.json``: the flags and versions, to repeat, compare or resume a run.
+
+    Args:
+        run_dir: The run directory.
+        flags: Every ``hatrpo train`` flag's value, keyed by name (``stop_iters``).
+        argv: The command line.
+        env_config: The env config the flags resolved to.
+    """
+    import ray
+    import torch
+
+    from rllib_hatrpo import __version__
+
+    record = {
+        "argv": list(argv),
+        "flags": plain(dict(flags)),
+        "env_config": plain(dict(env_config)),
+        "versions": {
+            "rllib_hatrpo": __version__,
+            "ray": ray.__version__,
+            "torch": torch.__version__,
+        },
+    }
+    path = run_dir / ARGS_FILE
+    write_record(path, record, sort_keys=False)
+    return path
+
+
 def load_run_record(run_dir: Path) -> dict[str, Any]:
-    """Reads ``RUN_DIR/args.json`` (written by ``hatrpo train``).
+    """Reads ``RUN_DIR/args.json`` (written by :func:`write_run_record`).
 
     Raises:
-        UsageError: ``run_dir`` is not a ``hatrpo train`` output directory (``--resume``).
+        ResumeError: ``run_dir`` is not a ``hatrpo train`` output directory.
     """
     path = run_dir / ARGS_FILE
     if not path.is_file():
         hint = ""
         if (run_dir.parent / ARGS_FILE).is_file():
             hint = f" (give the run directory {run_dir.parent}, not a seed directory)"
-        raise UsageError(
-            "--resume",
-            f"{run_dir} has no {ARGS_FILE}: not an output directory of `hatrpo train`{hint}",
+        raise ResumeError(
+            f"{run_dir} has no {ARGS_FILE}: not an output directory of `hatrpo train`{hint}"
         )
     try:
-        record = json.loads(path.read_text())
+        record = read_record(path)
         if not isinstance(record.get("flags"), dict):
-            raise ValueError("no 'flags' object")
-    except (ValueError, AttributeError) as err:
-        raise UsageError("--resume", f"{path} is damaged: {err}") from err
+            raise ValueError(f"{path} is damaged: no 'flags' object")
+    except ValueError as err:
+        raise ResumeError(str(err)) from err
     return record
 
 
@@ -88,40 +137,41 @@ def merge_flags(
 
     Args:
         saved: ``args.json``'s ``flags`` (flags added since the run started take their
-            defaults).
+            defaults; saved entries that are not flags are ignored).
         given: The flags given on this command line with ``--resume`` (not their defaults).
         defaults: Every train flag's default.
         run_dir: The run directory being resumed.
 
     Returns:
-        Every train flag's value; ``output`` and ``resume`` are ``run_dir``.
+        Every flag of ``defaults``; ``output`` and ``resume`` are ``run_dir``.
 
     Raises:
-        UsageError: A given flag that may not change differs from its saved value.
+        SettingError: ``output`` is given and is not ``run_dir``.
+        PlanMismatchError: A given flag that may not change differs from its saved value
+            (every such flag is named; ``error.setting`` is the first).
     """
-    merged = {key: value for key, value in defaults.items() if key not in _NOT_SAVED}
+    merged = dict(defaults)
     merged.update({key: value for key, value in saved.items() if key in merged})
-    for key, value in given.items():
-        if key in ("resume", *_NOT_SAVED, *STOP_FLAGS, *CHANGEABLE_FLAGS):
-            continue
-        if key == "output":
-            if Path(value).absolute() != run_dir.absolute():
-                raise UsageError(
-                    "--output",
-                    f"a resumed run writes where it started: --resume continues the run in "
-                    f"{run_dir}; drop --output {value}",
-                )
-            continue
-        if _plain(value) != _plain(merged.get(key)):
-            flag = "--" + key.replace("_", "-")
-            raise UsageError(
-                flag,
-                f"{_show(value)} conflicts with the run being resumed, which was started with "
-                f"{flag} {_show(merged.get(key))} ({run_dir / ARGS_FILE}): a resumed run keeps "
-                "its settings. Drop the flag, or start a new run with another --output. Only "
-                "the stop flags, --num-cpus, --checkpoint-every and the EnvRunner restart "
-                "flags may change on resume.",
-            )
+    output = given.get("output")
+    if output is not None and Path(output).absolute() != run_dir.absolute():
+        raise SettingError(
+            "output",
+            f"a resumed run writes where it started: {ref('resume')} continues the run in "
+            f"{run_dir}; drop {ref('output')} {output}",
+        )
+    fixed = [key for key in given if key not in (*_WHERE, *STOP_FLAGS, *CHANGEABLE_FLAGS)]
+    changes = plan_changes(merged, given, fixed)
+    if changes:
+        changeable = ", ".join(ref(key) for key in CHANGEABLE_FLAGS)
+        raise mismatch(
+            run_dir / ARGS_FILE,
+            changes,
+            what="a run",
+            kind="flags",
+            hint="A resumed run keeps its settings: drop the flag, or start a new run with "
+            f"another {ref('output')}. Only the stop flags and {changeable} may change when "
+            "a run is resumed.",
+        )
     if any(key in given for key in STOP_FLAGS):
         merged.update({key: given.get(key) for key in STOP_FLAGS})
     merged.update({key: given[key] for key in CHANGEABLE_FLAGS if key in given})
@@ -130,34 +180,34 @@ def merge_flags(
     return merged
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON would hold it (Path -> str, tuple -> list), for comparisons."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return " ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
-
-
 def record_resume(run_dir: Path, flags: Mapping[str, Any], argv: Sequence[str]) -> None:
     """Updates ``args.json``: the flags now in force and a line per resume (time, argv)."""
     path = run_dir / ARGS_FILE
-    record = json.loads(path.read_text())
-    record["flags"] = {
-        key: str(value) if isinstance(value, Path) else value
-        for key, value in flags.items()
-        if key not in _NOT_SAVED
-    }
+    record = read_record(path) or {}
+    record["flags"] = plain(dict(flags))
     record.setdefault("resumed", []).append(
         {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": list(argv)}
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_record(path, record, sort_keys=False)
+
+
+def check_new_run(run_dir: Path, seeds: Sequence[int]) -> dict[int, None]:
+    """Refuses a run directory that already holds a run of one of ``seeds``.
+
+    Returns:
+        ``{seed: None}``: no seed continues from a checkpoint.
+
+    Raises:
+        SettingError: ``output`` holds ``seed_<s>/metrics.csv`` for one of the seeds.
+    """
+    for seed in seeds:
+        if (run_dir / f"seed_{seed}" / "metrics.csv").exists():
+            raise SettingError(
+                "output",
+                f"{run_dir} already holds a run of seed {seed}; choose a new directory, or "
+                f"continue that run with {ref('resume')} {run_dir}",
+            )
+    return dict.fromkeys(seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,12 +229,17 @@ class SeedResume:
     note: str | None = None
 
 
+def plan_run(run_dir: Path, seeds: Sequence[int]) -> dict[int, SeedResume]:
+    """Per seed of the run in ``run_dir``: the checkpoint it continues from (:func:`plan_seed`)."""
+    return {seed: plan_seed(run_dir / f"seed_{seed}", seed) for seed in seeds}
+
+
 def plan_seed(run_dir: Path, seed: int) -> SeedResume:
     """Finds the checkpoint a seed continues from, checking its files (no Ray needed).
 
     Raises:
-        UsageError: The seed logged iterations but its checkpoint is missing or damaged
-            (``--resume``; the message names the path and the fix).
+        ResumeError: The seed logged iterations but its checkpoint is missing or damaged
+            (the message names the path and the fix).
     """
     csv_path, checkpoint = run_dir / "metrics.csv", run_dir / "checkpoint"
     rows = _count_rows(csv_path)
@@ -201,14 +256,13 @@ def plan_seed(run_dir: Path, seed: int) -> SeedResume:
         if nothing_saved:
             tmp = checkpoint.with_name(checkpoint.name + ".tmp")
             when = "during" if tmp.exists() else "before"
-            raise UsageError(
-                "--resume",
+            raise ResumeError(
                 f"seed {seed}: {csv_path} holds {rows} iteration(s) but there is no checkpoint "
                 f"at {checkpoint}: the run stopped {when} its first checkpoint (train with "
-                f"--checkpoint-every N to checkpoint during training). Delete {run_dir} to "
-                "train this seed again from the start.",
+                f"{ref('checkpoint_every')} N to checkpoint during training). Delete {run_dir} "
+                "to train this seed again from the start."
             ) from err
-        raise UsageError("--resume", f"seed {seed}: {err}. {_FIX}") from err
+        raise ResumeError(f"seed {seed}: {err}. {_FIX}") from err
     return SeedResume(seed, run_dir, path, note and f"seed {seed}: {note}")
 
 
@@ -226,19 +280,18 @@ def restore_seed(algo: Any, plan: SeedResume) -> list[dict[str, float]]:
         The ``metrics.csv`` rows of iterations 1..``algo.iteration`` (empty for a fresh seed).
 
     Raises:
-        UsageError: The checkpoint cannot be restored, or ``metrics.csv`` does not hold the
-            iterations the checkpoint has (``--resume``; names the path and the fix).
+        ResumeError: The checkpoint cannot be restored, or ``metrics.csv`` does not hold the
+            iterations the checkpoint has (names the path and the fix).
     """
     if plan.checkpoint is None:
         return []
     try:
         restore_checkpoint(algo, plan.checkpoint)
     except CheckpointError as err:
-        raise UsageError("--resume", f"seed {plan.seed}: {err}. {_FIX}") from err
+        raise ResumeError(f"seed {plan.seed}: {err}. {_FIX}") from err
     try:
         return truncate_metrics_csv(plan.run_dir / "metrics.csv", algo.iteration)
     except (OSError, ValueError) as err:
-        raise UsageError(
-            "--resume",
-            f"seed {plan.seed}: {err}. The metrics of that seed cannot be continued. {_FIX}",
+        raise ResumeError(
+            f"seed {plan.seed}: {err}. The metrics of that seed cannot be continued. {_FIX}"
         ) from err

@@ -4,9 +4,10 @@ A Tune trial here is a *function* trainable, :func:`train_trial`, that builds an
 algorithm config (HATRPO with any allocator, or RLlib's PPO for comparison), restores it from
 the trial's last checkpoint when Tune resumes the trial, and reports one flat row per iteration
 (:func:`rllib_hatrpo.experiments.records.flatten_result`: ``env_steps``, ``team_return``, the
-allocation
-metrics, ...). The same trainable serves the tuned examples, the comparison benchmark and
-``hatrpo tune``, so their Tune folders all read back with :func:`read_trials`.
+allocation metrics, ...). It trains with the loop of ``hatrpo train``
+(:func:`rllib_hatrpo.experiments.loop.train_iterations`). The same trainable serves the tuned
+examples, the comparison benchmark and ``hatrpo tune``, so their Tune folders all read back
+with :func:`read_trials`.
 
 Example::
 
@@ -22,20 +23,33 @@ must be picklable (a module-level function or a method of a picklable object).
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-#: Name of the metric every trial reports as its team return (Tune's ``metric=``).
-TEAM_RETURN = "team_return"
+from rllib_hatrpo.experiments.records import TEAM_RETURN
 
-#: Fraction of a run's last iterations averaged into its final return.
-FINAL_FRACTION = 0.1
+__all__ = [
+    "METHOD",
+    "SEED",
+    "TEAM_RETURN",
+    "TRIAL",
+    "experiment_exists",
+    "make_trainable",
+    "read_trials",
+    "restore_or_create_tuner",
+    "train_trial",
+]
+
+#: Trial parameter: the method trained (an allocator name, or ``"ppo"``).
+METHOD = "method"
+#: Trial parameter: the seed.
+SEED = "seed"
+#: Column of :func:`read_trials`: the trial's folder name.
+TRIAL = "trial"
 
 _FIX = (
     "The trial does not continue from it: restore that checkpoint folder from a backup, or "
@@ -55,13 +69,14 @@ def train_trial(
 
     Resumes from ``tune.get_checkpoint()`` (learner, allocator and RNG state, env-step
     counters) when Tune restores the trial; checkpoints every ``checkpoint_every`` iterations
-    and at the end. Saving and restoring are those of ``hatrpo train``
-    (:func:`~rllib_hatrpo.experiments.checkpoints.save_checkpoint_atomically`, with a manifest and
-    no
-    non-finite module state; :func:`~rllib_hatrpo.experiments.checkpoints.restore_checkpoint`): a
-    checkpoint that is damaged, incomplete or cannot be restored raises a ``CheckpointError``
-    naming the file, so the trial errors rather than silently starting afresh or continuing
-    with missing parts.
+    and at the end. The loop, saving and restoring are those of ``hatrpo train``
+    (:func:`~rllib_hatrpo.experiments.loop.train_iterations`;
+    :func:`~rllib_hatrpo.experiments.checkpoints.save_checkpoint_atomically`, with a manifest
+    and no non-finite module state;
+    :func:`~rllib_hatrpo.experiments.checkpoints.restore_checkpoint`): a checkpoint that is
+    damaged, incomplete or cannot be restored raises a ``CheckpointError`` naming the file, so
+    the trial errors rather than silently starting afresh or continuing with missing parts.
+    Each report is the iteration's ``metrics.csv`` row without its NaN values.
 
     Args:
         config: The trial's parameters (Tune's resolved ``param_space``; Tune requires the
@@ -78,9 +93,10 @@ def train_trial(
         restore_checkpoint,
         save_checkpoint_atomically,
     )
-    from rllib_hatrpo.experiments.records import flatten_result, reset_iteration_timers
+    from rllib_hatrpo.experiments.loop import StopCriteria, finite_values, train_iterations
 
-    if env_steps is None and iterations is None:
+    stop = StopCriteria(iters=iterations, timesteps=env_steps)
+    if stop.is_empty():
         raise ValueError("train_trial needs a budget: env_steps or iterations")
     algo = build_config(config).build_algo()
     try:
@@ -91,22 +107,14 @@ def train_trial(
                     restore_checkpoint(algo, path)
                 except CheckpointError as err:
                     raise CheckpointError(f"{err}. {_FIX}") from err
-        agents = sorted(algo.config.policies)
-        while True:
-            reset_iteration_timers(algo)
-            row = flatten_result(algo.train(), agents)
-            done = (env_steps is not None and row["env_steps"] >= env_steps) or (
-                iterations is not None and algo.iteration >= iterations
-            )
-            row = {key: value for key, value in row.items() if not _is_nan(value)}
-            if done or algo.iteration % checkpoint_every == 0:
+        for step in train_iterations(algo, stop, checkpoint_every=checkpoint_every):
+            row = finite_values(step.row)
+            if step.stop_reason or step.checkpoint_due:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = save_checkpoint_atomically(algo, Path(tmp) / "checkpoint")
                     tune.report(row, checkpoint=tune.Checkpoint.from_directory(path))
             else:
                 tune.report(row)
-            if done:
-                return
     finally:
         algo.stop()
 
@@ -141,6 +149,18 @@ def make_trainable(
     return tune.with_resources(body, resources)
 
 
+def experiment_path(storage: str, name: str) -> str:
+    """The folder (or URI) of the Tune experiment ``name`` under ``storage``."""
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def experiment_exists(storage: str, name: str) -> bool:
+    """Whether ``storage/name`` holds a Tune experiment that can be restored."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(experiment_path(storage, name))
+
+
 def restore_or_create_tuner(
     storage: str,
     name: str,
@@ -148,13 +168,15 @@ def restore_or_create_tuner(
     *,
     max_failures: int = 0,
     label: str = "the Tune experiment",
+    log: Callable[[str], None] | None = None,
     **tuner_kwargs: Any,
 ) -> Any:
     """The Tune experiment ``storage/name``: restored if it exists, else a new ``Tuner``.
 
     A restored experiment keeps its finished trials and continues unfinished and errored ones
     from their last checkpoints (its original parameters and settings are kept: callers
-    guard against a changed plan). A new one keeps each trial's latest checkpoint only.
+    check the plan first, :func:`rllib_hatrpo.experiments.plans.check_same_plan`). A new one
+    keeps each trial's latest checkpoint only.
 
     Args:
         storage: Tune's storage path (a local folder or a URI).
@@ -162,13 +184,15 @@ def restore_or_create_tuner(
         trainable: The trainable (e.g. from :func:`make_trainable`).
         max_failures: Retries of a failed trial from its last checkpoint.
         label: What the "resuming ..." message calls the experiment.
+        log: Called with that message when the experiment is restored (default: no message).
         **tuner_kwargs: ``param_space``, ``tune_config`` ... of a new ``tune.Tuner``.
     """
     from ray import tune
 
-    path = f"{storage.rstrip('/')}/{name}"
+    path = experiment_path(storage, name)
     if tune.Tuner.can_restore(path):
-        print(f"resuming {label} in {path}: finished trials are kept", flush=True)
+        if log is not None:
+            log(f"resuming {label} in {path}: finished trials are kept")
         return tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
@@ -200,22 +224,6 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
         for key, value in params.items():
             if isinstance(value, str | int | float | bool):
                 frame[key] = value
-        frame["trial"] = params_file.parent.name
+        frame[TRIAL] = params_file.parent.name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def final_return(curve: pd.DataFrame, fraction: float = FINAL_FRACTION) -> float:
-    """A run's final team return: the mean over its last ``fraction`` of iterations (≥ 1)."""
-    if TEAM_RETURN not in curve:  # no episode finished: train_trial reports no NaN values
-        return math.nan
-    values = curve.sort_values("env_steps")[TEAM_RETURN].to_numpy(dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return math.nan
-    tail = max(1, math.ceil(fraction * values.size))
-    return float(values[-tail:].mean())
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

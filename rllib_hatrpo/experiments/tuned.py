@@ -1,9 +1,11 @@
-"""Tuned examples: one task, its tuned settings, its expected results and a Tune runner.
+"""Tuned examples: one task, its tuned settings, its expected results, trained through Tune.
 
 Every script under ``tuned_examples/`` defines one :class:`TunedTask` and calls
-:func:`run_tuned_example`; ``benchmarks/compare.py`` imports the same ``TASK`` objects, so
-the comparison trains exactly the tuned settings. A task's ``expected`` returns are the one
-place its expected numbers live: they fill the script's docstring and drive ``--as-test``.
+:func:`rllib_hatrpo.cli.tuned.run_tuned_example` (its command line), which trains it with
+:func:`train_task`; ``benchmarks/compare.py`` imports the same ``TASK`` objects, so the
+comparison trains exactly the tuned settings. A task's ``expected`` returns are the one place
+its expected numbers live: they fill the script's docstring and drive ``--as-test``
+(:meth:`TunedTask.meets`).
 
 RLlib's PPO twin (:meth:`TunedTask.ppo_config`) gets the same env, env config, sampler
 settings, batch size, γ, λ, network sizes and seed; one module per agent, each with its own
@@ -12,26 +14,34 @@ value function on the agent's observation (RLlib's default PPO architecture).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import os
-import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+from rllib_hatrpo.experiments.plans import check_same_plan
+from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN
+from rllib_hatrpo.experiments.spec import ref
+from rllib_hatrpo.experiments.summaries import FINAL_FRACTION, final_return
 from rllib_hatrpo.experiments.tune import (
-    TEAM_RETURN,
-    final_return,
+    METHOD,
+    SEED,
     make_trainable,
     read_trials,
     restore_or_create_tuner,
 )
 
-#: Methods a comparison can train: the three allocators and RLlib's PPO.
-METHODS = ("uniform", "kkt", "greedy", "ppo")
+#: The method name of RLlib's PPO (:meth:`TunedTask.ppo_config`).
+PPO = "ppo"
+#: Methods a task can train: every allocator and RLlib's PPO.
+METHODS = (*ALLOCATOR_NAMES, PPO)
+#: File of a task's Tune experiment folder recording its plan (method, seeds, budget, ...).
+PLAN_FILE = "tuned_example.json"
+#: Default checkpoint interval of a task's trials (iterations).
+DEFAULT_CHECKPOINT_EVERY = 5
 
 #: Settings every task shares, HATRPO and PPO alike (a task's ``training`` overrides them).
 COMMON_TRAINING: Mapping[str, Any] = {
@@ -81,17 +91,16 @@ class TunedTask:
         """The ``AlgorithmConfig`` of ``method`` (an allocator name or ``"ppo"``)."""
         if method not in METHODS:
             raise ValueError(f"method={method!r}: choose one of {', '.join(METHODS)}")
-        if method == "ppo":
+        if method == PPO:
             config = self.ppo_config()
         else:
             from rllib_hatrpo import HATRPOConfig
 
             config = HATRPOConfig().training(**{**self.hatrpo_training, "kl_allocator": method})
         from rllib_hatrpo.callbacks import TeamReturnCallback
-        from rllib_hatrpo.envs import ENV_CLASSES
 
         return (
-            config.environment(ENV_CLASSES[self.env], env_config=dict(self.env_config))
+            config.environment(self.env_class(), env_config=dict(self.env_config))
             .env_runners(
                 num_env_runners=num_env_runners,
                 num_envs_per_env_runner=self.num_envs_per_env_runner,
@@ -109,9 +118,8 @@ class TunedTask:
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
         from rllib_hatrpo import agent_to_module
-        from rllib_hatrpo.envs import ENV_CLASSES
 
-        agents = ENV_CLASSES[self.env](dict(self.env_config)).possible_agents
+        agents = self.env_class()(dict(self.env_config)).possible_agents
         training = self.hatrpo_training
         hidden = list(training.get("actor_hidden_sizes", [128, 128]))
         shared = {
@@ -130,15 +138,29 @@ class TunedTask:
             .multi_agent(policies=list(agents), policy_mapping_fn=agent_to_module)
         )
 
+    def env_class(self) -> type:
+        """The class of the task's env (``rllib_hatrpo.envs.ENV_SUITES``)."""
+        from rllib_hatrpo.envs import ENV_SUITES
+
+        return ENV_SUITES[self.env].load()
+
     def build_trial_config(self, params: Mapping[str, Any]) -> Any:
         """Tune parameters (``method``, ``seed``, ``num_env_runners``, ...) -> config."""
         params = dict(params)
         return self.config(
-            params.pop("method", "uniform"),
-            params.pop("seed", 0),
+            params.pop(METHOD, ALLOCATOR_NAMES[0]),
+            params.pop(SEED, 0),
             params.pop("num_env_runners", 0),
             **params,
         )
+
+    def meets(self, method: str, result: SeedResult, env_steps: int) -> bool:
+        """Whether a seed reached the expected final return for ``method`` after the budget.
+
+        A method without an expectation only needs the budget.
+        """
+        want = self.expected.get(method, -math.inf)
+        return result.final_return >= want and result.env_steps >= env_steps
 
     @property
     def hatrpo_training(self) -> dict[str, Any]:
@@ -158,9 +180,9 @@ From the repository root (``pip install -e ".[{self.env}]"`` first)::
     RAY_ADDRESS=auto python {script} --num-env-runners 4 \\
         --seeds 0 1 2 3 --stop-timesteps 2000000   # on a Ray cluster
 
-Training goes through Ray Tune (one trial per seed, checkpoints every 5 iterations); rerunning
-the same command resumes an interrupted experiment. Results land in
-``results/tuned_examples/``."""
+Training goes through Ray Tune (one trial per seed, checkpoints every
+{DEFAULT_CHECKPOINT_EVERY} iterations); rerunning the same command resumes an interrupted
+experiment. Results land in ``results/tuned_examples/``."""
 
     def expected_text(self) -> str:
         """The "Results to expect" paragraph of the task's docstring."""
@@ -170,105 +192,140 @@ the same command resumes an interrupted experiment. Results land in
                 "`expected` holds a measured threshold."
             )
         lines = [
-            f"Final team return (mean of the last 10 % of iterations) after "
-            f"{self.env_steps:,} env steps, at least:",
+            f"Final team return (mean of the last {FINAL_FRACTION * 100:.0f} % of iterations) "
+            f"after {self.env_steps:,} env steps, at least:",
             "",
         ]
         lines += [f"- {method}: {value:,.1f}" for method, value in self.expected.items()]
         return "\n".join([*lines, "", textwrap.fill(self.expected_note, width=96)])
 
 
-def parse_args(task: TunedTask, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=f"HATRPO tuned example: {task.name}. Trains through Ray Tune; set "
-        "RAY_ADDRESS (or run under `ray job submit`) to use a cluster."
-    )
-    parser.add_argument(
-        "--method",
-        "--allocator",
-        dest="method",
-        default="uniform",
-        choices=METHODS,
-        help="allocator (uniform, kkt, greedy) or RLlib's ppo for comparison",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one trial per seed")
-    parser.add_argument(
-        "--stop-timesteps",
-        type=int,
-        default=task.env_steps,
-        help=f"env steps per trial (default {task.env_steps:,})",
-    )
-    parser.add_argument(
-        "--as-test",
-        action="store_true",
-        help="exit 1 unless every seed reaches the expected final return",
-    )
-    parser.add_argument("--num-env-runners", type=int, default=0)
-    parser.add_argument(
-        "--max-concurrent-trials",
-        type=int,
-        default=None,
-        help="trials at once (default: as many as the cluster's CPUs allow)",
-    )
-    parser.add_argument(
-        "--storage-path",
-        default=str(Path("results", "tuned_examples").absolute()),
-        help="Tune storage (a local folder, or shared storage such as s3://... on a cluster)",
-    )
-    parser.add_argument("--checkpoint-every", type=int, default=5)
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class SeedResult:
+    """What one seed's trial of a task reached.
 
-
-def run_tuned_example(task: TunedTask, argv: Sequence[str] | None = None) -> int:
-    """Trains ``task`` through Ray Tune (one trial per seed); returns the exit code.
-
-    A rerun of the same command resumes an interrupted experiment from its checkpoints.
+    Attributes:
+        seed: The seed.
+        final_return: Its final team return
+            (:func:`~rllib_hatrpo.experiments.summaries.final_return`).
+        env_steps: The env steps it sampled.
     """
-    import ray
+
+    seed: int
+    final_return: float
+    env_steps: int
+
+
+def experiment_name(task: TunedTask, method: str, env_steps: int) -> str:
+    """The Tune experiment of ``task`` trained with ``method`` to ``env_steps``."""
+    return f"{task.name}_{method}_{env_steps}"
+
+
+def check_same_task_plan(storage_path: str, name: str, plan: Mapping[str, Any]) -> bool:
+    """Records the plan of experiment ``name``, or refuses a plan other than the recorded one.
+
+    Only for a local ``storage_path`` (a URI is not checked).
+
+    Returns:
+        Whether the plan was recorded before.
+
+    Raises:
+        PlanMismatchError: The experiment was started with other settings.
+    """
+    if "://" in storage_path:
+        return False
+    folder = Path(storage_path, name)
+    return check_same_plan(
+        folder / PLAN_FILE,
+        plan,
+        what="a tuned example run",
+        hint="Rerunning resumes that experiment with its own settings: to train others, use "
+        f"another {ref('storage_path')} (or delete {folder}).",
+    )
+
+
+def train_task(
+    task: TunedTask,
+    *,
+    method: str = ALLOCATOR_NAMES[0],
+    seeds: Sequence[int] = (0,),
+    env_steps: int | None = None,
+    storage_path: str | Path = Path("results", "tuned_examples"),
+    num_env_runners: int = 0,
+    max_concurrent_trials: int | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    log: Callable[[str], None] | None = None,
+) -> tuple[str, list[SeedResult]]:
+    """Trains ``task`` through Ray Tune, one trial per seed, or resumes that experiment.
+
+    Ray must be running. The experiment is ``<storage_path>/<task>_<method>_<env_steps>``; a
+    rerun restores it (finished trials are kept, the others continue from their last
+    checkpoints) after checking that ``method``, ``seeds``, ``env_steps`` and
+    ``num_env_runners`` are those it was started with.
+
+    Args:
+        task: The task.
+        method: An allocator name or ``"ppo"``.
+        seeds: One trial per seed.
+        env_steps: Env steps per trial (default: the task's budget).
+        storage_path: Tune's storage (a local folder, or shared storage on a cluster).
+        num_env_runners: Remote EnvRunners per trial (0: sample in the trial's process).
+        max_concurrent_trials: Trials at once (default: as many as the CPUs allow).
+        checkpoint_every: Iterations between a trial's checkpoints.
+        log: Receives the line saying that an experiment is resumed.
+
+    Returns:
+        (the experiment's folder, what each seed that reported reached, by seed).
+
+    Raises:
+        PlanMismatchError: The experiment folder holds a run with other settings.
+    """
     from ray import tune
 
-    args = parse_args(task, argv)
-    if args.as_test and args.method not in task.expected:
-        print(f"--as-test: {task.name} has no expected return for {args.method}", file=sys.stderr)
-        return 2
-    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+    env_steps = env_steps or task.env_steps
+    storage = str(Path(storage_path).absolute()) if "://" not in str(storage_path) else storage_path
+    name = experiment_name(task, method, env_steps)
+    plan = {
+        METHOD: method,
+        "seeds": list(seeds),
+        "stop_timesteps": env_steps,
+        "num_env_runners": num_env_runners,
+    }
+    check_same_task_plan(storage, name, plan)
     trainable = make_trainable(
         task.build_trial_config,
-        env_steps=args.stop_timesteps,
-        checkpoint_every=args.checkpoint_every,
-        resources_params={"num_env_runners": args.num_env_runners},
+        env_steps=env_steps,
+        checkpoint_every=checkpoint_every,
+        resources_params={"num_env_runners": num_env_runners},
     )
-    name = f"{task.name}_{args.method}_{args.stop_timesteps}"
-    path = os.path.join(args.storage_path, name)
     tuner = restore_or_create_tuner(
-        args.storage_path,
+        storage,
         name,
         trainable,
+        log=log,
         param_space={
-            "method": args.method,
-            "seed": tune.grid_search(args.seeds),
-            "num_env_runners": args.num_env_runners,
+            METHOD: method,
+            SEED: tune.grid_search(list(seeds)),
+            "num_env_runners": num_env_runners,
         },
         tune_config=tune.TuneConfig(
-            metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
+            metric=TEAM_RETURN, mode="max", max_concurrent_trials=max_concurrent_trials
         ),
     )
     tuner.fit()
-    curves = read_trials(path)
-    print(f"\n{task.name}, {args.method}, {args.stop_timesteps:,} env steps: {path}")
-    failed = False
-    groups = list(curves.groupby("seed")) if not curves.empty else []
-    for seed, curve in groups:
-        final = final_return(curve)
-        steps = int(curve["env_steps"].max())
-        want = task.expected.get(args.method, -math.inf)
-        ok = final >= want and steps >= args.stop_timesteps
-        failed |= not ok
-        print(
-            f"  seed {seed}: final team return {final:,.2f} after {steps:,} env steps"
-            + (f" (expected >= {want:,.2f}: {'ok' if ok else 'FAILED'})" if args.as_test else "")
-        )
-    if args.as_test and (failed or len(groups) < len(args.seeds)):
-        print("--as-test: FAILED", file=sys.stderr)
-        return 1
-    return 0
+    path = f"{storage.rstrip('/')}/{name}"
+    return path, seed_results(path)
+
+
+def seed_results(experiment: str | Path) -> list[SeedResult]:
+    """What each seed of a task's Tune experiment reached, by seed.
+
+    Seeds whose trial reported nothing yet are left out.
+    """
+    curves = read_trials(experiment)
+    if curves.empty:
+        return []
+    return [
+        SeedResult(int(seed), final_return(curve), int(curve[ENV_STEPS].max()))
+        for seed, curve in curves.groupby(SEED)
+    ]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rllib_hatrpo.cli.main import build_config, build_parser, main, resolve_allocator, resolve_env
+from rllib_hatrpo.cli.main import build_parser, main
+from rllib_hatrpo.cli.train import build_config, resolve_allocator, resolve_env
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
 from rllib_hatrpo.experiments.records import (
     CheckpointError,
@@ -194,10 +195,10 @@ def test_save_refuses_a_non_finite_critic_buffer_and_keeps_the_previous_checkpoi
 
 
 def test_evaluate_refuses_a_flipped_byte_in_module_weights(run, tmp_path):
-    from rllib_hatrpo.cli.common import UsageError
-    from rllib_hatrpo.experiments.evaluation import load_checkpoint_policies
+    from rllib_hatrpo.experiments.evaluation import EvaluationError, load_checkpoint_policies
 
     checkpoint = _checkpoint(run, tmp_path)
     _flip_byte(checkpoint / WEIGHTS)
-    with pytest.raises(UsageError, match=re.escape(str(checkpoint / WEIGHTS))):
+    with pytest.raises(EvaluationError, match=re.escape(str(checkpoint / WEIGHTS))) as error:
         load_checkpoint_policies(checkpoint)
+    assert error.value.setting == "checkpoint"

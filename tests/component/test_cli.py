@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rllib_hatrpo.cli.main import StopCriteria, build_parser, main, resolve_env, seed_summary
+from rllib_hatrpo.cli.main import build_parser, main
+from rllib_hatrpo.cli.train import resolve_env
+from rllib_hatrpo.experiments.loop import StopCriteria
 from rllib_hatrpo.experiments.plots import plot_learning_curve, seed_band
 from rllib_hatrpo.experiments.records import (
     ITERATION_COLUMNS,
@@ -25,6 +27,7 @@ from rllib_hatrpo.experiments.records import (
     flatten_result,
     save_checkpoint_atomically,
 )
+from rllib_hatrpo.experiments.summaries import seed_summary
 from rllib_hatrpo.metrics import KL_BUDGET, PER_AGENT_KEYS, TOTAL_KL_BUDGET
 
 pytestmark = pytest.mark.component
@@ -303,7 +306,7 @@ def test_checkpoint_config_pickle_names_hatrpo(differential_game_run):
 )
 def test_one_step_games_default_to_a_batch_that_samples_in_time(argv, batch):
     """Before: 4000 one-step episodes per iteration, which could miss the sampling timeout."""
-    from rllib_hatrpo.cli.main import build_config, build_parser, resolve_allocator, resolve_env
+    from rllib_hatrpo.cli.train import build_config, resolve_allocator
 
     args = build_parser().parse_args(["train", *argv])
     env, env_config, _ = resolve_env(args)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from rllib_hatrpo.cli.main import build_parser, main
+from rllib_hatrpo.cli.tune import sweep_spec
 from rllib_hatrpo.experiments.checkpoints import MANIFEST_FILE, check_checkpoint_files
-from rllib_hatrpo.experiments.sweeps import asha_settings, param_space
 
 pytestmark = pytest.mark.component
 
@@ -87,21 +87,24 @@ def test_sweep_writes_curves_and_summary_and_resumes(ray_session, tmp_path, caps
 def test_search_space_grid_random_and_asha_defaults():
     from ray import tune
 
-    parse = build_parser().parse_args
-    grid = param_space(parse(["tune", "--kl-values", "0.005", "0.02", "--seeds", "1", "2"]))
+    def parse(argv):
+        sweep, _ = sweep_spec(build_parser().parse_args(argv))
+        return sweep
+
+    grid = parse(["tune", "--kl-values", "0.005", "0.02", "--seeds", "1", "2"]).param_space()
     assert grid["method"] == tune.grid_search(["uniform", "kkt", "greedy"])
     assert grid["kl_threshold"] == tune.grid_search([0.005, 0.02])
     assert grid["seed"] == tune.grid_search([1, 2])
-    random_space = param_space(
-        parse(["tune", "--num-samples", "4", "--kl-param", "total_kl_budget"])
-    )
+    random_space = parse(
+        ["tune", "--num-samples", "4", "--kl-param", "total_kl_budget"]
+    ).param_space()
     sampler = random_space["total_kl_budget"]
     assert isinstance(sampler, tune.search.sample.Float)
     assert (sampler.lower, sampler.upper) == (0.001, 0.05)
-    args = parse(["tune", "--scheduler", "asha", "--stop-timesteps", "40000"])
-    assert asha_settings(args, batch_size=4000) == ("env_steps", 40000, 4000)
-    args = parse(["tune", "--scheduler", "asha", "--stop-iters", "30", "--grace-period", "5"])
-    assert asha_settings(args, batch_size=4000) == ("training_iteration", 30, 5)
+    sweep = parse(["tune", "--scheduler", "asha", "--stop-timesteps", "40000"])
+    assert sweep.asha_settings(batch_size=4000) == ("env_steps", 40000, 4000)
+    sweep = parse(["tune", "--scheduler", "asha", "--stop-iters", "30", "--grace-period", "5"])
+    assert sweep.asha_settings(batch_size=4000) == ("training_iteration", 30, 5)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from rllib_hatrpo.experiments.tuned import METHODS, TunedTask, run_tuned_example
+from rllib_hatrpo.cli.tuned import run_tuned_example
+from rllib_hatrpo.experiments.tuned import METHODS, TunedTask
 
 pytestmark = pytest.mark.component
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rllib_hatrpo.experiments.tune import final_return
+from rllib_hatrpo.experiments.summaries import final_return
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
 _spec = importlib.util.spec_from_file_location("compare", _PATH)

@@ -14,7 +14,8 @@ Results to expect
 {expected}
 """
 
-from rllib_hatrpo.experiments.tuned import TunedTask, run_tuned_example
+from rllib_hatrpo.cli.tuned import run_tuned_example
+from rllib_hatrpo.experiments.tuned import TunedTask
 
 TASK = TunedTask(
     name="halfcheetah_6x1",

@@ -1,0 +1,435 @@
+"""``hatrpo train``: train HATRPO, one run per seed, or resume such a run.
+
+    hatrpo train --env mpe --allocator kkt --seeds 0 1 2 --stop-iters 50 --output runs/spread
+    hatrpo train --resume runs/spread --stop-iters 100
+
+Writes, per seed, ``OUTPUT/seed_<s>/`` ``metrics.csv`` (one row per iteration, flushed as it
+goes), ``checkpoint/`` (replaced atomically), ``learning_curve.png`` and ``allocation.png``;
+with several seeds also ``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std
+over seeds), and ``OUTPUT/args.json`` (the flags, what ``--resume`` reads back). The flags
+become a :class:`~rllib_hatrpo.experiments.spec.RunSpec`; the training loop, the records, the
+checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This module prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rllib_hatrpo.cli.args import (
+    Group,
+    add_groups,
+    env_group,
+    env_option_values,
+    finite_float,
+    flag,
+    flag_namer,
+    given_flags,
+    int_at_least,
+    json_object,
+    model_flags,
+    positive_float,
+    resource_group,
+    run_settings,
+)
+from rllib_hatrpo.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    as_usage_errors,
+    init_ray,
+    say,
+    shutdown_ray,
+)
+from rllib_hatrpo.experiments import spec as specs
+from rllib_hatrpo.experiments.loop import DEFAULT_STOP_ITERS, StopCriteria
+from rllib_hatrpo.experiments.records import (
+    ENV_STEPS,
+    TEAM_RETURN,
+    TIME_THIS_ITER_S,
+    TIME_TOTAL_S,
+    TRAINING_ITERATION,
+    agent_column,
+)
+from rllib_hatrpo.experiments.spec import EnvChoice, RunSpec
+from rllib_hatrpo.experiments.summaries import FINAL_FRACTION, FINAL_TEAM_RETURN, final_return
+from rllib_hatrpo.metrics import KL_TOTAL, LINE_SEARCH_ACCEPTED, TOTAL_KL_BUDGET
+
+#: Iterations between checkpoints of ``hatrpo train``: at most this many are lost to a crash.
+DEFAULT_CHECKPOINT_EVERY = 10
+#: Namespace entries that are not flags (``args.json`` leaves them out).
+NOT_FLAGS = ("run", "parser", "argv")
+
+
+def groups() -> tuple[Group, ...]:
+    """The flags of ``hatrpo train``."""
+    from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+
+    names = ", ".join(ALLOCATOR_NAMES)
+    algorithm = (
+        flag(
+            "--allocator",
+            default=ALLOCATOR_NAMES[0],
+            metavar="NAME|MODULE:CLASS",
+            help=f"{names} or package.module:Class (a KLAllocator subclass); uniform is "
+            "HATRPO, kkt HATRPO-W, greedy HATRPO-G; default: %(default)s",
+        ),
+        flag(
+            "--allocator-config",
+            type=json_object,
+            default={},
+            metavar="JSON",
+            help="allocator options, e.g. '{\"min_share\": 0.1}' for kkt",
+        ),
+        flag("--kl-threshold", type=positive_float, metavar="X", help="δ per agent (default 0.01)"),
+        flag(
+            "--total-kl-budget",
+            type=positive_float,
+            metavar="X",
+            help="δ_total, the joint budget (default: n · kl-threshold)",
+        ),
+        *model_flags(),
+        flag(
+            "--seeds",
+            type=int,
+            nargs="+",
+            default=[0],
+            metavar="S",
+            help="one run per seed, in OUTPUT/seed_<s>; default: 0",
+        ),
+    )
+    stopping = (
+        flag("--stop-iters", type=int_at_least(1), metavar="N", help="iterations"),
+        flag("--stop-timesteps", type=int_at_least(1), metavar="N", help="env steps sampled"),
+        flag(
+            "--stop-return", type=finite_float, metavar="R", help="team return (mean per episode)"
+        ),
+        flag(
+            "--time-budget-s",
+            type=positive_float,
+            metavar="S",
+            help="wall-clock seconds of training (a resumed run counts its earlier time)",
+        ),
+    )
+    output = (
+        flag(
+            "--output",
+            type=Path,
+            metavar="DIR",
+            help="run directory (default: runs/<env>-<allocator>-<date>-<time>)",
+        ),
+        flag(
+            "--checkpoint-every",
+            type=int_at_least(0),
+            default=DEFAULT_CHECKPOINT_EVERY,
+            metavar="N",
+            help="also checkpoint every N iterations, what --resume restarts from (0: only at "
+            "the end and on Ctrl-C); default: %(default)s",
+        ),
+        flag(
+            "--resume",
+            type=Path,
+            metavar="RUN_DIR",
+            help="continue the run in RUN_DIR (an earlier --output) with its saved flags: each "
+            "unfinished seed restarts from its last checkpoint and appends to its metrics.csv. "
+            "Only stop flags, --num-cpus, --checkpoint-every and the EnvRunner restart flags "
+            "may change, e.g. --resume RUN_DIR --stop-iters 100",
+        ),
+    )
+    return (
+        env_group(),
+        Group("algorithm", algorithm),
+        resource_group(default_env_runners=1),
+        Group(
+            "stopping",
+            stopping,
+            f"Per seed; the first criterion met stops the run. Default: --stop-iters "
+            f"{DEFAULT_STOP_ITERS}. With --resume, stop flags replace the run's saved stop "
+            "criteria.",
+        ),
+        Group("output", output),
+    )
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Adds ``train`` to the ``hatrpo`` subcommands."""
+    parser = commands.add_parser(
+        "train",
+        help="train HATRPO, one run per seed (or resume a run)",
+        description="Train HATRPO, one run per seed (sequentially). Writes "
+        "OUTPUT/seed_<s>/{metrics.csv, checkpoint/, learning_curve.png, allocation.png}, and "
+        "with several seeds OUTPUT/summary.csv and OUTPUT/learning_curve.png. "
+        "--resume OUTPUT continues an interrupted run.",
+    )
+    parser.set_defaults(run=run, parser=parser)
+    return add_groups(parser, groups())
+
+
+def flag_name(setting: str) -> str:
+    """The ``hatrpo train`` flag of a setting (``"allocator_config"`` -> ``--allocator-config``)."""
+    return flag_namer(groups())(setting)
+
+
+# --------------------------------------------------------------------------- flags -> spec
+
+
+def resolve_env(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
+    """(env class or registered name, env_config, short name for the run directory)."""
+    choice = _env_choice(args)
+    return choice.env, dict(choice.env_config), choice.label
+
+
+def _env_choice(args: argparse.Namespace) -> EnvChoice:
+    with as_usage_errors(flag_name):
+        return specs.resolve_env(args.env, env_option_values(args), args.env_config)
+
+
+def resolve_allocator(args: argparse.Namespace) -> tuple[Any, str]:
+    """(the ``kl_allocator`` value, its short name); checks --allocator-config against it."""
+    with as_usage_errors(flag_name):
+        allocator, label = specs.resolve_allocator(args.allocator, "allocator")
+        specs.check_allocator_options(allocator, args.allocator_config, "allocator_config")
+    return allocator, label
+
+
+def run_spec(args: argparse.Namespace, choice: EnvChoice, allocator: Any) -> RunSpec:
+    """The run the flags describe (env and allocator resolved already)."""
+    return RunSpec(
+        env=choice.env,
+        env_config=dict(choice.env_config),
+        allocator=allocator,
+        allocator_config=dict(args.allocator_config),
+        kl_threshold=args.kl_threshold,
+        total_kl_budget=args.total_kl_budget,
+        train_batch_size=args.train_batch_size or choice.default_train_batch,
+        **run_settings(args),
+    )
+
+
+def build_config(args: argparse.Namespace, env: Any, env_config: dict, allocator: Any) -> Any:
+    """The ``HATRPOConfig`` the flags describe (not yet validated, no seed)."""
+    from rllib_hatrpo.envs import ENV_SUITES
+
+    suite = ENV_SUITES.get(getattr(args, "env", ""))
+    batch = suite.default_train_batch if suite is not None else None
+    choice = EnvChoice(env=env, env_config=env_config, label="", default_train_batch=batch)
+    return run_spec(args, choice, allocator).to_config()
+
+
+def stop_criteria(args: argparse.Namespace) -> StopCriteria:
+    """The stop flags, or the default of :data:`DEFAULT_STOP_ITERS` iterations."""
+    stop = StopCriteria(args.stop_iters, args.stop_timesteps, args.stop_return, args.time_budget_s)
+    return stop.or_default()
+
+
+def flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of a parsed command line (what ``args.json`` records)."""
+    return {key: value for key, value in vars(args).items() if key not in NOT_FLAGS}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def run(args: argparse.Namespace) -> int:
+    """``hatrpo train``: checks the flags, then trains (or continues) every seed in turn."""
+    from rllib_hatrpo.experiments import resume
+
+    resuming = args.resume is not None
+    if resuming:
+        args = _resumed_args(args)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError("--seeds", f"seeds repeat: {args.seeds}")
+    allocator, allocator_label = resolve_allocator(args)
+    choice = _env_choice(args)
+    output = args.output or Path("runs") / f"{choice.label}-{allocator_label}-{_timestamp()}"
+    with as_usage_errors(flag_name):
+        if resuming:
+            plans = resume.plan_run(output, args.seeds)
+        else:
+            plans = resume.check_new_run(output, args.seeds)
+    stop = stop_criteria(args)
+    config = run_spec(args, choice, allocator).to_config()
+    try:
+        config.validate()  # before Ray starts: errors name the config field to change
+    except (ValueError, TypeError) as err:
+        print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as err:
+        print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    output.mkdir(parents=True, exist_ok=True)
+    if resuming:
+        resume.record_resume(output, flags(args), args.argv)
+    else:
+        resume.write_run_record(output, flags(args), args.argv, choice.env_config)
+    say(
+        f"HATRPO on {choice.label} {dict(choice.env_config)}, allocator {allocator_label}, "
+        f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {_describe(stop)}; "
+        f"{'resuming' if resuming else 'writing to'} {output}"
+    )
+    for plan in plans.values():
+        if plan is not None and plan.note:
+            say(plan.note)
+    started_ray = init_ray(args.num_cpus or args.num_env_runners + 1)
+    try:
+        csvs = []
+        for seed in args.seeds:
+            run_dir = output / f"seed_{seed}"
+            csv_path, interrupted = _train_seed(config, seed, run_dir, stop, args, plans[seed])
+            csvs.append(csv_path)
+            if interrupted:
+                say("interrupted: stopping after this seed")
+                return EXIT_INTERRUPTED
+        if len(csvs) > 1:
+            _write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
+        return EXIT_OK
+    finally:
+        shutdown_ray(started_ray)
+
+
+def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags of the run in ``args.resume`` with the changes this command line allows."""
+    from rllib_hatrpo.experiments.resume import load_run_record, merge_flags
+
+    with as_usage_errors(flag_name):
+        record = load_run_record(args.resume)
+        given = given_flags(groups(), args.argv[2:])
+        merged = merge_flags(record["flags"], given, flags(args.parser.parse_args([])), args.resume)
+    return argparse.Namespace(**merged, run=args.run, parser=args.parser, argv=args.argv)
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _describe(stop: StopCriteria) -> str:
+    parts = {
+        "iters": stop.iters,
+        "env steps": stop.timesteps,
+        "team return": stop.team_return,
+        "seconds": stop.time_budget_s,
+    }
+    return " or ".join(f"{value} {name}" for name, value in parts.items() if value is not None)
+
+
+def _train_seed(
+    config: Any,
+    seed: int,
+    run_dir: Path,
+    stop: StopCriteria,
+    args: argparse.Namespace,
+    plan: Any = None,
+) -> tuple[Path, bool]:
+    """Trains one seed, or continues it (``plan``: a ``resume.SeedResume``).
+
+    Returns:
+        (its metrics.csv, whether Ctrl-C interrupted it).
+    """
+    from rllib_hatrpo.experiments.loop import train_iterations
+    from rllib_hatrpo.experiments.records import MetricsCsv, save_checkpoint_atomically
+    from rllib_hatrpo.experiments.resume import restore_seed
+
+    algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
+    agents = sorted(algo.config.policies)
+    csv_path = run_dir / "metrics.csv"
+    rows: list[dict[str, float]] = []
+    restored, interrupted, failed = 0, False, True
+    say(f"seed {seed}: {run_dir}")
+    try:
+        with as_usage_errors(flag_name):
+            rows = restore_seed(algo, plan) if plan is not None else []
+        restored = len(rows)
+        if rows:
+            say(f"seed {seed}: restored iteration {restored} from {plan.checkpoint}")
+        reason = stop.finished(rows)
+        if reason:
+            say(f"seed {seed}: already finished ({reason}); nothing to train")
+        else:
+            steps = train_iterations(
+                algo, stop, checkpoint_every=args.checkpoint_every, restored=list(rows)
+            )
+            with MetricsCsv(csv_path, agents, append=bool(rows)) as csv:
+                for step in steps:
+                    csv.append(step.row)
+                    rows.append(step.row)
+                    say(progress_line(step.row, agents, seed))
+                    if step.stop_reason:
+                        say(f"seed {seed}: stopped at {step.stop_reason}")
+                    elif step.checkpoint_due:
+                        save_checkpoint_atomically(algo, run_dir / "checkpoint")
+        failed = False
+    except KeyboardInterrupt:
+        interrupted, failed = True, False
+    finally:
+        try:
+            if len(rows) > restored and not failed:
+                save_checkpoint_atomically(algo, run_dir / "checkpoint")
+        finally:
+            algo.stop()
+            if rows:
+                _plot_seed(csv_path, run_dir, f"seed {seed}")
+    say(f"seed {seed}: {_seed_result(rows)}; wrote {run_dir}/")
+    return csv_path, interrupted
+
+
+def progress_line(row: dict[str, float], agents: Sequence[str], seed: int | None = None) -> str:
+    """One line of training progress from a ``metrics.csv`` row."""
+    accepted = sum(
+        1 for a in agents if row.get(agent_column(a, LINE_SEARCH_ACCEPTED), math.nan) == 1.0
+    )
+    team = row[TEAM_RETURN]
+    parts = [
+        f"seed {seed}" if seed is not None else None,
+        f"iter {row[TRAINING_ITERATION]:4.0f}",
+        f"env steps {row[ENV_STEPS]:>9,.0f}",
+        f"team return {team:9.3f}" if math.isfinite(team) else f"team return {'-':>9}",
+        f"kl {row[KL_TOTAL]:.4f}/{row[TOTAL_KL_BUDGET]:.4f}",
+        f"accepted {accepted}/{len(agents)}",
+        f"{row[TIME_THIS_ITER_S]:.2f} s/iter",
+    ]
+    return " | ".join(p for p in parts if p)
+
+
+def _seed_result(rows: list[dict[str, float]]) -> str:
+    if not rows:
+        return "no iteration finished"
+    last = rows[-1]
+    final = final_return(rows)
+    shown = f"{final:.3f}" if math.isfinite(final) else "-"
+    return (
+        f"{_count(last[TRAINING_ITERATION], 'iteration')}, {last[ENV_STEPS]:,.0f} env steps, "
+        f"{last[TIME_TOTAL_S]:.1f} s, final team return {shown} (mean of the last "
+        f"{FINAL_FRACTION * 100:.0f} % of iterations)"
+    )
+
+
+def _count(n: float, word: str) -> str:
+    return f"{n:.0f} {word}" if n == 1 else f"{n:.0f} {word}s"
+
+
+def _plot_seed(csv_path: Path, run_dir: Path, label: str) -> None:
+    from rllib_hatrpo.experiments.plots import plot_allocation, plot_learning_curve
+
+    plot_learning_curve(csv_path, run_dir / "learning_curve.png", label=label)
+    plot_allocation(csv_path, run_dir / "allocation.png", title=f"KL allocation ({label})")
+
+
+def _write_seed_summary(output: Path, seeds: Sequence[int], csvs: list[Path], label: str) -> None:
+    from rllib_hatrpo.experiments.plots import plot_learning_curve
+    from rllib_hatrpo.experiments.summaries import seed_summary
+
+    table = seed_summary(seeds, csvs)
+    table.to_csv(output / "summary.csv", index=False)
+    plot_learning_curve(csvs, output / "learning_curve.png", label=label)
+    mean, std = (table.loc[table["seed"] == s, FINAL_TEAM_RETURN].iloc[0] for s in ("mean", "std"))
+    say(
+        f"final team return over {len(seeds)} seeds: {mean:.3f} ± {std:.3f}; wrote "
+        f"{output / 'summary.csv'} and {output / 'learning_curve.png'}"
+    )

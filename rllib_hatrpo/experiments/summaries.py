@@ -1,0 +1,116 @@
+"""What a run achieved: its final team return, per-seed summaries and markdown tables.
+
+The **final team return** of a run is the mean team return over its last 10 %
+(:data:`FINAL_FRACTION`) of iterations that finished an episode, at least one of them
+(:func:`final_return`). It is the number that ``hatrpo train`` and ``hatrpo tune`` print and
+write to ``summary.csv``, that a tuned example's ``--as-test`` checks and that
+``benchmarks/compare.py`` compares.
+
+No Ray import; pandas only where a function reads CSV files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rllib_hatrpo.experiments.records import (
+    ENV_STEPS,
+    TEAM_RETURN,
+    TIME_TOTAL_S,
+    TRAINING_ITERATION,
+)
+from rllib_hatrpo.metrics import KL_TOTAL, SKIPPED_STEPS
+
+#: Fraction of a run's last iterations averaged into its final return.
+FINAL_FRACTION = 0.1
+
+#: Summary column: the final team return (:func:`final_return`).
+FINAL_TEAM_RETURN = "final_team_return"
+#: Summary column: the highest team return of any iteration.
+BEST_TEAM_RETURN = "best_team_return"
+
+
+def final_value(values: Iterable[float], fraction: float = FINAL_FRACTION) -> float:
+    """The mean of the last ``fraction`` (at least one) of the finite ``values``, in order.
+
+    NaN if no value is finite.
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return math.nan
+    tail = max(1, math.ceil(fraction * len(finite)))
+    return sum(finite[-tail:]) / tail
+
+
+def final_return(curve: Any, fraction: float = FINAL_FRACTION) -> float:
+    """A run's final team return: the mean over its last ``fraction`` of iterations (≥ 1).
+
+    Args:
+        curve: The run's rows as a DataFrame (``metrics.csv``, a Tune trial's
+            ``progress.csv``) with ``env_steps`` and ``team_return`` columns, or a sequence
+            of row dicts in iteration order. Rows without a team return (no episode finished
+            yet) do not count.
+        fraction: The share of the last iterations averaged.
+
+    Returns:
+        The mean, or NaN if no row has a team return.
+    """
+    if isinstance(curve, Sequence):
+        return final_value((row.get(TEAM_RETURN, math.nan) for row in curve), fraction)
+    if TEAM_RETURN not in curve:  # no episode finished: Tune trials report no NaN values
+        return math.nan
+    ordered = curve.sort_values(ENV_STEPS) if ENV_STEPS in curve else curve
+    return final_value(ordered[TEAM_RETURN].to_numpy(dtype=float), fraction)
+
+
+def best_return(curve: Any) -> float:
+    """The highest team return of any iteration of a run (a DataFrame); NaN if none."""
+    if TEAM_RETURN not in curve:
+        return math.nan
+    return float(curve[TEAM_RETURN].max())
+
+
+def seed_summary(seeds: Sequence[int], csvs: Sequence[str | os.PathLike]) -> Any:
+    """One row per seed (final and best team return, steps, time, KL use), then mean and std.
+
+    Args:
+        seeds: The seeds, one per ``metrics.csv``.
+        csvs: Each seed's ``metrics.csv``.
+
+    Returns:
+        A DataFrame with columns ``seed`` (the seed, then ``"mean"`` and ``"std"``, the
+        population std over seeds), ``iterations``, ``env_steps``, ``time_total_s``,
+        ``final_team_return``, ``best_team_return``, ``mean_kl_total`` and
+        ``mean_skipped_steps``.
+    """
+    import pandas as pd
+
+    rows = []
+    for seed, csv_path in zip(seeds, csvs, strict=True):
+        frame = pd.read_csv(csv_path)
+        rows.append(
+            {
+                "seed": str(seed),
+                "iterations": int(frame[TRAINING_ITERATION].iloc[-1]),
+                ENV_STEPS: float(frame[ENV_STEPS].iloc[-1]),
+                TIME_TOTAL_S: float(frame[TIME_TOTAL_S].iloc[-1]),
+                FINAL_TEAM_RETURN: final_return(frame),
+                BEST_TEAM_RETURN: best_return(frame),
+                f"mean_{KL_TOTAL}": float(frame[KL_TOTAL].mean()),
+                f"mean_{SKIPPED_STEPS}": float(frame[SKIPPED_STEPS].mean()),
+            }
+        )
+    table = pd.DataFrame(rows)
+    numeric = table.drop(columns="seed")
+    stats = pd.DataFrame([numeric.mean(), numeric.std(ddof=0)]).assign(seed=["mean", "std"])
+    return pd.concat([table, stats[table.columns]], ignore_index=True)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: ``header``, then one line per row (each cell shown with ``str``)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
