@@ -20,6 +20,8 @@ from rllib_hatrpo.experiments.spec import DEFAULT_MAX_ENV_RUNNER_RESTARTS
 
 #: The env of ``--env`` when none is given.
 DEFAULT_ENV = "mpe"
+#: Entries of a parsed namespace that are not flags (the command, its parser, the argv).
+NOT_FLAGS = ("run", "parser", "argv")
 #: HATRPOConfig's env steps per iteration (``train_batch_size_per_learner``), for the help.
 _ALGORITHM_TRAIN_BATCH = 4000
 
@@ -83,6 +85,11 @@ def given_flags(groups: Iterable[Group], argv: Sequence[str]) -> dict[str, Any]:
     """The flags of ``groups`` given in ``argv``, without the defaults of the others."""
     parser = add_groups(argparse.ArgumentParser(add_help=False), groups, suppress_defaults=True)
     return vars(parser.parse_args(argv))
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of a parsed command line, without :data:`NOT_FLAGS` (what records keep)."""
+    return {key: value for key, value in vars(args).items() if key not in NOT_FLAGS}
 
 
 def flag_namer(groups: Iterable[Group]) -> Callable[[str], str]:

@@ -14,10 +14,8 @@ checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This mod
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from rllib_hatrpo.cli.args import (
     finite_float,
     flag,
     flag_namer,
+    flag_values,
     given_flags,
     int_at_least,
     json_object,
@@ -48,24 +47,19 @@ from rllib_hatrpo.cli.common import (
     say,
     shutdown_ray,
 )
+from rllib_hatrpo.cli.printing import (
+    describe_stop,
+    plot_seed,
+    progress_line,
+    seed_result,
+    write_seed_summary,
+)
 from rllib_hatrpo.experiments import spec as specs
 from rllib_hatrpo.experiments.loop import DEFAULT_STOP_ITERS, StopCriteria
-from rllib_hatrpo.experiments.records import (
-    ENV_STEPS,
-    TEAM_RETURN,
-    TIME_THIS_ITER_S,
-    TIME_TOTAL_S,
-    TRAINING_ITERATION,
-    agent_column,
-)
 from rllib_hatrpo.experiments.spec import EnvChoice, RunSpec
-from rllib_hatrpo.experiments.summaries import FINAL_FRACTION, FINAL_TEAM_RETURN, final_return
-from rllib_hatrpo.metrics import KL_TOTAL, LINE_SEARCH_ACCEPTED, TOTAL_KL_BUDGET
 
 #: Iterations between checkpoints of ``hatrpo train``: at most this many are lost to a crash.
 DEFAULT_CHECKPOINT_EVERY = 10
-#: Namespace entries that are not flags (``args.json`` leaves them out).
-NOT_FLAGS = ("run", "parser", "argv")
 
 
 def groups() -> tuple[Group, ...]:
@@ -231,7 +225,7 @@ def stop_criteria(args: argparse.Namespace) -> StopCriteria:
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags of a parsed command line (what ``args.json`` records)."""
-    return {key: value for key, value in vars(args).items() if key not in NOT_FLAGS}
+    return flag_values(args)
 
 
 # --------------------------------------------------------------------------- the command
@@ -271,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         resume.write_run_record(output, flags(args), args.argv, choice.env_config)
     say(
         f"HATRPO on {choice.label} {dict(choice.env_config)}, allocator {allocator_label}, "
-        f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {_describe(stop)}; "
+        f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {describe_stop(stop)}; "
         f"{'resuming' if resuming else 'writing to'} {output}"
     )
     for plan in plans.values():
@@ -288,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
                 say("interrupted: stopping after this seed")
                 return EXIT_INTERRUPTED
         if len(csvs) > 1:
-            _write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
+            write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
         return EXIT_OK
     finally:
         shutdown_ray(started_ray)
@@ -307,16 +301,6 @@ def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def _timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _describe(stop: StopCriteria) -> str:
-    parts = {
-        "iters": stop.iters,
-        "env steps": stop.timesteps,
-        "team return": stop.team_return,
-        "seconds": stop.time_budget_s,
-    }
-    return " or ".join(f"{value} {name}" for name, value in parts.items() if value is not None)
 
 
 def _train_seed(
@@ -374,62 +358,6 @@ def _train_seed(
         finally:
             algo.stop()
             if rows:
-                _plot_seed(csv_path, run_dir, f"seed {seed}")
-    say(f"seed {seed}: {_seed_result(rows)}; wrote {run_dir}/")
+                plot_seed(csv_path, run_dir, f"seed {seed}")
+    say(f"seed {seed}: {seed_result(rows)}; wrote {run_dir}/")
     return csv_path, interrupted
-
-
-def progress_line(row: dict[str, float], agents: Sequence[str], seed: int | None = None) -> str:
-    """One line of training progress from a ``metrics.csv`` row."""
-    accepted = sum(
-        1 for a in agents if row.get(agent_column(a, LINE_SEARCH_ACCEPTED), math.nan) == 1.0
-    )
-    team = row[TEAM_RETURN]
-    parts = [
-        f"seed {seed}" if seed is not None else None,
-        f"iter {row[TRAINING_ITERATION]:4.0f}",
-        f"env steps {row[ENV_STEPS]:>9,.0f}",
-        f"team return {team:9.3f}" if math.isfinite(team) else f"team return {'-':>9}",
-        f"kl {row[KL_TOTAL]:.4f}/{row[TOTAL_KL_BUDGET]:.4f}",
-        f"accepted {accepted}/{len(agents)}",
-        f"{row[TIME_THIS_ITER_S]:.2f} s/iter",
-    ]
-    return " | ".join(p for p in parts if p)
-
-
-def _seed_result(rows: list[dict[str, float]]) -> str:
-    if not rows:
-        return "no iteration finished"
-    last = rows[-1]
-    final = final_return(rows)
-    shown = f"{final:.3f}" if math.isfinite(final) else "-"
-    return (
-        f"{_count(last[TRAINING_ITERATION], 'iteration')}, {last[ENV_STEPS]:,.0f} env steps, "
-        f"{last[TIME_TOTAL_S]:.1f} s, final team return {shown} (mean of the last "
-        f"{FINAL_FRACTION * 100:.0f} % of iterations)"
-    )
-
-
-def _count(n: float, word: str) -> str:
-    return f"{n:.0f} {word}" if n == 1 else f"{n:.0f} {word}s"
-
-
-def _plot_seed(csv_path: Path, run_dir: Path, label: str) -> None:
-    from rllib_hatrpo.experiments.plots import plot_allocation, plot_learning_curve
-
-    plot_learning_curve(csv_path, run_dir / "learning_curve.png", label=label)
-    plot_allocation(csv_path, run_dir / "allocation.png", title=f"KL allocation ({label})")
-
-
-def _write_seed_summary(output: Path, seeds: Sequence[int], csvs: list[Path], label: str) -> None:
-    from rllib_hatrpo.experiments.plots import plot_learning_curve
-    from rllib_hatrpo.experiments.summaries import seed_summary
-
-    table = seed_summary(seeds, csvs)
-    table.to_csv(output / "summary.csv", index=False)
-    plot_learning_curve(csvs, output / "learning_curve.png", label=label)
-    mean, std = (table.loc[table["seed"] == s, FINAL_TEAM_RETURN].iloc[0] for s in ("mean", "std"))
-    say(
-        f"final team return over {len(seeds)} seeds: {mean:.3f} ± {std:.3f}; wrote "
-        f"{output / 'summary.csv'} and {output / 'learning_curve.png'}"
-    )

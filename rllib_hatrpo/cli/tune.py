@@ -22,6 +22,7 @@ from rllib_hatrpo.cli.args import (
     env_option_values,
     flag,
     flag_namer,
+    flag_values,
     int_at_least,
     json_object,
     model_flags,
@@ -51,8 +52,6 @@ from rllib_hatrpo.experiments.sweeps import (
 )
 from rllib_hatrpo.experiments.tune import METHOD, SEED, TRIAL
 
-#: Namespace entries that are not flags (``sweep.json`` leaves them out).
-NOT_FLAGS = ("run", "parser", "argv")
 #: Flags that do not change what a sweep trains (not compared on a rerun).
 OPERATIONAL = ("num_cpus", "max_concurrent_trials", "max_failures", "output")
 
@@ -244,7 +243,7 @@ def sweep_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`."""
-    return {k: v for k, v in vars(args).items() if k not in (*NOT_FLAGS, *OPERATIONAL)}
+    return {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rllib_hatrpo.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, say
 from rllib_hatrpo.experiments.plans import PlanMismatchError
+from rllib_hatrpo.experiments.records import METHOD
 from rllib_hatrpo.experiments.tuned import (
     DEFAULT_CHECKPOINT_EVERY,
     METHODS,
@@ -38,7 +39,7 @@ def parse_args(task: TunedTask, argv: Sequence[str] | None = None) -> argparse.N
     parser.add_argument(
         "--method",
         "--allocator",
-        dest="method",
+        dest=METHOD,
         default=METHODS[0],
         choices=METHODS,
         help=f"allocator ({allocators}) or RLlib's {METHODS[-1]} for comparison",

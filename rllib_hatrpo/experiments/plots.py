@@ -26,6 +26,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rllib_hatrpo.experiments.records import (
+    ENV_STEPS,
+    TEAM_RETURN,
+    TRAINING_ITERATION,
+    agent_column,
+)
 from rllib_hatrpo.metrics import KL, KL_BUDGET, KL_TOTAL, LINE_SEARCH_ACCEPTED, TOTAL_KL_BUDGET
 
 FrameOrCsv = pd.DataFrame | str | os.PathLike
@@ -88,8 +94,8 @@ def plot_learning_curve(
     png: str | os.PathLike,
     label: str | None = None,
     *,
-    x: str = "env_steps",
-    y: str = "team_return",
+    x: str = ENV_STEPS,
+    y: str = TEAM_RETURN,
     title: str | None = None,
 ) -> Path:
     """Plots the team return against env steps and saves it as a PNG.
@@ -157,7 +163,7 @@ def plot_allocation(csv: FrameOrCsv, png: str | os.PathLike, *, title: str | Non
         The PNG's path.
     """
     frame = _frame(csv)
-    it = _column(frame, "training_iteration") if "training_iteration" in frame else frame.index + 1
+    it = _column(frame, TRAINING_ITERATION) if TRAINING_ITERATION in frame else frame.index + 1
     budget = _column(frame, TOTAL_KL_BUDGET)
     agents = allocation_agents(frame)
     fig = Figure(figsize=(7, 6.5), layout="constrained")
@@ -165,12 +171,12 @@ def plot_allocation(csv: FrameOrCsv, png: str | os.PathLike, *, title: str | Non
     shares = []
     for i, agent in enumerate(agents):
         color = f"C{i % 10}"
-        share = _column(frame, f"{agent}/{KL_BUDGET}") / budget
+        share = _column(frame, agent_column(agent, KL_BUDGET)) / budget
         shares.append(share)
         top.plot(it, share, color=color, marker=".", label=agent)
-        kl = _column(frame, f"{agent}/{KL}")
+        kl = _column(frame, agent_column(agent, KL))
         bottom.plot(it, kl, color=color, marker=".", linewidth=1, label=agent)
-        rejected = _column(frame, f"{agent}/{LINE_SEARCH_ACCEPTED}") == 0
+        rejected = _column(frame, agent_column(agent, LINE_SEARCH_ACCEPTED)) == 0
         if rejected.any():
             bottom.plot(
                 it[rejected], kl[rejected], color=color, marker="x", markersize=8, linestyle="none"
@@ -179,8 +185,8 @@ def plot_allocation(csv: FrameOrCsv, png: str | os.PathLike, *, title: str | Non
         top.axhline(1 / len(agents), color="0.5", linestyle=":", linewidth=1, label="1/n")
         highest = max(float(np.nanmax(np.append(sh.to_numpy(float), 0.0))) for sh in shares)
         top.set_ylim(0, 1.15 * max(highest, 1 / len(agents)))
-    bottom.plot(it, _column(frame, KL_TOTAL), color="k", linewidth=2, label="kl_total")
-    bottom.plot(it, budget, color="k", linestyle="--", linewidth=1, label="total_kl_budget")
+    bottom.plot(it, _column(frame, KL_TOTAL), color="k", linewidth=2, label=KL_TOTAL)
+    bottom.plot(it, budget, color="k", linestyle="--", linewidth=1, label=TOTAL_KL_BUDGET)
     top.set_ylabel("budget share δ_i / δ_total")
     bottom.set_ylabel("achieved KL (x: step rejected)")
     bottom.set_ylim(bottom=0)

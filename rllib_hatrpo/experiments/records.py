@@ -59,11 +59,14 @@ __all__ = [
     "ITERATION_COLUMNS",
     "LEARNER_UPDATE_TIME_S",
     "MANIFEST_FILE",
+    "METHOD",
     "SAMPLING_TIME_S",
+    "SEED",
     "TEAM_RETURN",
     "TIME_THIS_ITER_S",
     "TIME_TOTAL_S",
     "TRAINING_ITERATION",
+    "TRIAL",
     "CheckpointError",
     "MetricsCsv",
     "NonFiniteStateError",
@@ -108,6 +111,14 @@ EPISODE_RETURN_MEAN = "episode_return_mean"
 LEARNER_UPDATE_TIME_S = "learner_update_time_s"
 #: Seconds of this iteration's sampling.
 SAMPLING_TIME_S = "sampling_time_s"
+
+#: Column of curves and summaries (and a Tune trial's parameter): the method trained, an
+#: allocator name or ``"ppo"``.
+METHOD = "method"
+#: Column of curves and summaries (and a Tune trial's parameter): the seed.
+SEED = "seed"
+#: Column of curves and summaries of Tune experiments: the trial's folder name.
+TRIAL = "trial"
 
 #: Per-iteration columns of ``metrics.csv``, in order; per-agent columns follow.
 ITERATION_COLUMNS = (

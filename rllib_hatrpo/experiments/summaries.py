@@ -18,9 +18,12 @@ from typing import Any
 
 from rllib_hatrpo.experiments.records import (
     ENV_STEPS,
+    METHOD,
+    SEED,
     TEAM_RETURN,
     TIME_TOTAL_S,
     TRAINING_ITERATION,
+    TRIAL,
 )
 from rllib_hatrpo.metrics import KL_TOTAL, SKIPPED_STEPS
 
@@ -93,7 +96,7 @@ def seed_summary(seeds: Sequence[int], csvs: Sequence[str | os.PathLike]) -> Any
         frame = pd.read_csv(csv_path)
         rows.append(
             {
-                "seed": str(seed),
+                SEED: str(seed),
                 "iterations": int(frame[TRAINING_ITERATION].iloc[-1]),
                 ENV_STEPS: float(frame[ENV_STEPS].iloc[-1]),
                 TIME_TOTAL_S: float(frame[TIME_TOTAL_S].iloc[-1]),
@@ -104,9 +107,42 @@ def seed_summary(seeds: Sequence[int], csvs: Sequence[str | os.PathLike]) -> Any
             }
         )
     table = pd.DataFrame(rows)
-    numeric = table.drop(columns="seed")
-    stats = pd.DataFrame([numeric.mean(), numeric.std(ddof=0)]).assign(seed=["mean", "std"])
+    numeric = table.drop(columns=SEED)
+    stats = pd.DataFrame([numeric.mean(), numeric.std(ddof=0)]).assign(**{SEED: ["mean", "std"]})
     return pd.concat([table, stats[table.columns]], ignore_index=True)
+
+
+def trial_summary(curves: Any, kl_param: str) -> Any:
+    """One row per Tune trial of a sweep, the best final team return first.
+
+    Args:
+        curves: Every trial's rows (``method``, ``seed``, the KL parameter,
+            ``training_iteration``, ``env_steps``, ``team_return``, ``trial``), one trial's
+            rows in iteration order.
+        kl_param: The KL parameter swept (``kl_threshold`` or ``total_kl_budget``).
+
+    Returns:
+        A DataFrame with ``method``, ``seed``, the KL parameter, ``iterations``,
+        ``env_steps``, ``final_team_return``, ``best_team_return`` and ``trial``.
+    """
+    import pandas as pd
+
+    rows = []
+    for trial, curve in curves.groupby(TRIAL, sort=False):
+        last = curve.iloc[-1]
+        rows.append(
+            {
+                METHOD: last[METHOD],
+                SEED: int(last[SEED]),
+                kl_param: float(last[kl_param]) if kl_param in curve else math.nan,
+                "iterations": int(last[TRAINING_ITERATION]),
+                ENV_STEPS: float(last[ENV_STEPS]),
+                FINAL_TEAM_RETURN: final_return(curve),
+                BEST_TEAM_RETURN: best_return(curve),
+                TRIAL: trial,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(FINAL_TEAM_RETURN, ascending=False, na_position="last")
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -45,12 +45,7 @@ from rllib_hatrpo.experiments.spec import (
     ref,
     resolve_allocator,
 )
-from rllib_hatrpo.experiments.summaries import (
-    BEST_TEAM_RETURN,
-    FINAL_TEAM_RETURN,
-    best_return,
-    final_return,
-)
+from rllib_hatrpo.experiments.summaries import trial_summary
 from rllib_hatrpo.experiments.tune import METHOD, SEED, TRIAL
 
 #: Name of the Tune experiment folder inside the output folder.
@@ -403,21 +398,6 @@ def write_results(experiment: Path, output: Path, kl_param: str) -> Any:
     curves = curves[first + [c for c in curves.columns if c not in first]]
     curves = curves.sort_values([TRIAL, TRAINING_ITERATION])
     curves.to_csv(output / "curves.csv", index=False)
-    rows = []
-    for trial, curve in curves.groupby(TRIAL, sort=False):
-        last = curve.iloc[-1]
-        rows.append(
-            {
-                METHOD: last[METHOD],
-                SEED: int(last[SEED]),
-                kl_param: float(last[kl_param]) if kl_param in curve else math.nan,
-                "iterations": int(last[TRAINING_ITERATION]),
-                ENV_STEPS: float(last[ENV_STEPS]),
-                FINAL_TEAM_RETURN: final_return(curve),
-                BEST_TEAM_RETURN: best_return(curve),
-                TRIAL: trial,
-            }
-        )
-    summary = pd.DataFrame(rows).sort_values(FINAL_TEAM_RETURN, ascending=False, na_position="last")
+    summary = trial_summary(curves, kl_param)
     summary.to_csv(output / "summary.csv", index=False)
     return summary

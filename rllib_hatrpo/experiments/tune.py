@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from rllib_hatrpo.experiments.records import TEAM_RETURN
+from rllib_hatrpo.experiments.records import METHOD, SEED, TEAM_RETURN, TRIAL
 
 __all__ = [
     "METHOD",
@@ -44,12 +44,6 @@ __all__ = [
     "train_trial",
 ]
 
-#: Trial parameter: the method trained (an allocator name, or ``"ppo"``).
-METHOD = "method"
-#: Trial parameter: the seed.
-SEED = "seed"
-#: Column of :func:`read_trials`: the trial's folder name.
-TRIAL = "trial"
 
 _FIX = (
     "The trial does not continue from it: restore that checkpoint folder from a backup, or "

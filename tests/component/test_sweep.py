@@ -128,3 +128,12 @@ def test_tune_usage_errors_exit_2_naming_the_flag(tmp_path, capsys, flags, flag)
     assert main(["tune", "--output", str(tmp_path / "out"), *flags]) == 2
     assert f"argument {flag}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_trials_use_the_env_suites_batch_like_train():
+    """--train-batch-size's default (256 for the one-step games) holds for a sweep too."""
+    sweep, label = sweep_spec(build_parser().parse_args(["tune", "--env", "differential_game"]))
+    assert label == "differential_game" and sweep.base.train_batch_size == 256
+    assert {c.train_batch_size_per_learner for c in sweep.example_configs()} == {256}
+    sweep, _ = sweep_spec(build_parser().parse_args(["tune", "--train-batch-size", "64"]))
+    assert sweep.base.train_batch_size == 64
