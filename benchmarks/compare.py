@@ -191,6 +191,7 @@ def trial_config(task: Any, params: dict[str, Any]) -> Any:
 
 
 def collect_curves(out: Path, tasks: list[str]) -> pd.DataFrame:
+    """Every trial's rows of the tasks' Tune experiments under ``out/tune``, task first."""
     from rllib_hatrpo.experiments.tune import read_trials
 
     frames = []
@@ -378,6 +379,7 @@ def report(args: argparse.Namespace, tasks: list[str]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: tasks, methods, seeds, budget, output folder, resources."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=None, help="tuned example names")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
@@ -392,6 +394,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Trains (or resumes) every task's campaign unless ``--report-only``, then reports."""
     args = parse_args(argv)
     available = load_tasks()
     names = args.tasks or sorted(available)

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.experiments.loop import StopCriteria
 from rllib_hatrpo.experiments.plans import check_same_plan
 from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN, TRAINING_ITERATION
@@ -100,7 +101,8 @@ class SweepSpec:
 
     Attributes:
         base: The settings every trial shares (env, model, EnvRunners).
-        allocators: The allocators compared (names or ``package.module:Class``).
+        allocators: The allocators compared (names or ``package.module:Class``; default:
+            every built-in allocator).
         allocator_configs: Options per allocator name.
         kl_param: The KL setting varied: ``"kl_threshold"`` or ``"total_kl_budget"``.
         kl_values: A grid of its values (default: 0.01 for ``kl_threshold``).
@@ -121,7 +123,7 @@ class SweepSpec:
     """
 
     base: RunSpec
-    allocators: tuple[Any, ...] = ("uniform", "kkt", "greedy")
+    allocators: tuple[Any, ...] = ALLOCATOR_NAMES
     allocator_configs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     kl_param: str = "kl_threshold"
     kl_values: tuple[float, ...] | None = None
