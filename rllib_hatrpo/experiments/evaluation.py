@@ -130,7 +130,8 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
         )
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module_root = path / "learner_group" / "learner" / "rl_module"
+    # RLModule.from_checkpoint reads through pyarrow, which takes a relative path for a URI.
+    module_root = path.absolute() / "learner_group" / "learner" / "rl_module"
     modules = {}
     for mid in sorted(config["policies"]):
         try:

@@ -312,3 +312,11 @@ def test_one_step_games_default_to_a_batch_that_samples_in_time(argv, batch):
     env, env_config, _ = resolve_env(args)
     config = build_config(args, env, env_config, resolve_allocator(args)[0])
     assert config.train_batch_size_per_learner == batch
+
+
+def test_evaluate_takes_a_relative_checkpoint_path(differential_game_run, monkeypatch, capsys):
+    """As the README runs it: ``hatrpo evaluate runs/<run>/seed_0/checkpoint``."""
+    _, output = differential_game_run
+    monkeypatch.chdir(output.parent)
+    assert main(["evaluate", f"{output.name}/seed_0", "--episodes", "1"]) == 0
+    assert "over 1 episode (deterministic actions" in capsys.readouterr().out
