@@ -144,7 +144,6 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
 
-    from rllib_hatrpo.cli.common import say
     from rllib_hatrpo.experiments.tune import make_trainable, restore_or_create_tuner
 
     env_steps = args.env_steps or task.env_steps
@@ -161,7 +160,7 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
         task.name,
         trainable,
         max_failures=2,
-        log=say,
+        log=lambda line: print(line, flush=True),
         param_space={
             METHOD: tune.grid_search(list(args.methods)),
             SEED: tune.grid_search(list(args.seeds)),

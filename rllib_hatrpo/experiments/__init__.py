@@ -9,13 +9,14 @@ records, resuming, Ray Tune trials and sweeps, tuned examples, evaluation, plots
 - :mod:`~rllib_hatrpo.experiments.resume`: continuing a ``hatrpo train`` run.
 - :mod:`~rllib_hatrpo.experiments.plans`: an output folder's plan record, compared on rerun.
 - :mod:`~rllib_hatrpo.experiments.tune`, :mod:`~rllib_hatrpo.experiments.sweeps`,
-  :mod:`~rllib_hatrpo.experiments.tuned`: Tune trials, sweeps and the tuned examples.
+  :mod:`~rllib_hatrpo.experiments.tuned`: Tune trials, sweeps and the tuned examples
+  (:mod:`~rllib_hatrpo.experiments.tuned_script`: the scripts' shared command line).
 - :mod:`~rllib_hatrpo.experiments.summaries`, :mod:`~rllib_hatrpo.experiments.plots`,
   :mod:`~rllib_hatrpo.experiments.evaluation`: final returns and tables, pictures, episodes
   of a checkpoint's policies.
 
 This layer sits above the algorithm and the envs and below the command line: it imports
-nothing from :mod:`rllib_hatrpo.cli`, never parses arguments and never prints (the CLI and the
-scripts do; a library function reports progress through a callback it is given), so every
-entry point (``hatrpo``, the tuned examples, ``benchmarks/``) trains the same way.
+nothing from :mod:`rllib_hatrpo.cli` and never prints (a function reports progress through a
+callback, or writes to a stream, that its caller gives it), so every entry point
+(``hatrpo``, the tuned examples, ``benchmarks/``) trains the same way.
 """

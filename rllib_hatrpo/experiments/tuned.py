@@ -1,11 +1,11 @@
 """Tuned examples: one task, its tuned settings, its expected results, trained through Tune.
 
 Every script under ``tuned_examples/`` defines one :class:`TunedTask` and calls
-:func:`rllib_hatrpo.cli.tuned.run_tuned_example` (its command line), which trains it with
-:func:`train_task`; ``benchmarks/compare.py`` imports the same ``TASK`` objects, so the
-comparison trains exactly the tuned settings. A task's ``expected`` returns are the one place
-its expected numbers live: they fill the script's docstring and drive ``--as-test``
-(:meth:`TunedTask.meets`).
+:func:`rllib_hatrpo.experiments.tuned_script.run_tuned_example` (its command line), which
+trains it with :func:`train_task`; ``benchmarks/compare.py`` imports the same ``TASK``
+objects, so the comparison trains exactly the tuned settings. A task's ``expected`` returns
+are the one place its expected numbers live: they fill the script's docstring and drive
+``--as-test`` (:meth:`TunedTask.meets`).
 
 RLlib's PPO twin (:meth:`TunedTask.ppo_config`) gets the same env, env config, sampler
 settings, batch size, γ, λ, network sizes and seed; one module per agent, each with its own

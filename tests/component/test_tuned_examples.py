@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from rllib_hatrpo.cli.tuned import run_tuned_example
 from rllib_hatrpo.experiments.tuned import METHODS, TunedTask
+from rllib_hatrpo.experiments.tuned_script import run_tuned_example
 
 pytestmark = pytest.mark.component
 
@@ -74,7 +75,7 @@ def test_config_validates(path, method):
 def test_as_test_without_expectation_exits_2(tmp_path):
     base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
     task = dataclasses.replace(base, expected={})
-    code = run_tuned_example(task, ["--as-test", "--storage-path", str(tmp_path)])
+    code = run_tuned_example(task, ["--as-test", "--storage-path", str(tmp_path)], err=sys.stderr)
     assert code == 2
     assert not any(tmp_path.iterdir()), "nothing may be trained without an expectation"
 
@@ -91,14 +92,19 @@ def test_as_test_fails_below_and_passes_above_the_threshold(ray_session, tmp_pat
     argv = ["--as-test", "--storage-path", str(tmp_path), "--checkpoint-every", "1"]
 
     unreachable = dataclasses.replace(tiny, expected={"uniform": 1e9})
-    assert run_tuned_example(unreachable, argv) == 1
-    out = capsys.readouterr().out
-    assert "FAILED" in out
+    assert run_tuned_example(unreachable, argv, out=sys.stdout, err=sys.stderr) == 1
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "FAILED" in out and "--as-test: FAILED" in captured.err
     assert f"after {2 * TINY_BATCH:,} env steps" in out
 
     # Same command line, same experiment folder: Tune restores the finished trial, no training.
     reachable = dataclasses.replace(tiny, expected={"uniform": -1e9})
-    assert run_tuned_example(reachable, argv) == 0
+    assert run_tuned_example(reachable, argv, out=sys.stdout, err=sys.stderr) == 0
     out = capsys.readouterr().out
     assert "(expected >= -1,000,000,000.00: ok)" in out
     assert len(list(tmp_path.glob("simple_spread_uniform_800/*/params.json"))) == 1
+
+    # Other seeds in the same experiment folder: refused before anything trains.
+    assert run_tuned_example(reachable, [*argv, "--seeds", "0", "1"], err=sys.stderr) == 2
+    assert "--seeds: [0] then, [0, 1] now" in capsys.readouterr().err

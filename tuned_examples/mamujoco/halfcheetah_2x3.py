@@ -11,8 +11,10 @@ Results to expect
 {expected}
 """
 
-from rllib_hatrpo.cli.tuned import run_tuned_example
+import sys
+
 from rllib_hatrpo.experiments.tuned import TunedTask
+from rllib_hatrpo.experiments.tuned_script import run_tuned_example
 
 TASK = TunedTask(
     name="halfcheetah_2x3",
@@ -39,4 +41,4 @@ TASK = TunedTask(
 __doc__ = __doc__.format(usage=TASK.usage_text(), expected=TASK.expected_text())
 
 if __name__ == "__main__":
-    raise SystemExit(run_tuned_example(TASK))
+    raise SystemExit(run_tuned_example(TASK, out=sys.stdout, err=sys.stderr))
