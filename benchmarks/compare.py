@@ -282,16 +282,9 @@ def _spend_cell(row: Any) -> str:
 def markdown(summary: pd.DataFrame) -> str:
     """The summary as two markdown tables: per task and method, then the mean gain per method."""
     header = (
-        "task",
-        "method",
-        "seeds",
-        "env steps",
-        "final team return",
-        "steps to 99 %",
-        "gain vs uniform",
-        "seed variance",
-        "Σ KL / iteration",
-    )
+        "task|method|seeds|env steps|final team return|steps to 99 %|gain vs uniform|"
+        "seed variance|Σ KL / iteration"
+    ).split("|")
     rows = []
     for row in summary.itertuples():
         steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
