@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: the learner → EnvRunner weight push, timing and
-interleaving, reading logged metrics, quiet logs, allocator colours and markdown tables.
+interleaving, reading logged metrics, quiet logs, allocator colours, and the package's
+markdown table writer (``rllib_hatrpo.experiments.summaries.markdown_table``, re-exported).
 
 The scripts import this module as ``_common``: ``python benchmarks/<script>.py`` puts
 ``benchmarks/`` first on ``sys.path`` (and spawned worker processes inherit that path). Ray is
@@ -19,6 +20,19 @@ import numpy as np
 
 from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
+from rllib_hatrpo.experiments.summaries import markdown_table
+
+__all__ = [
+    "actor_ids",
+    "allocator_color",
+    "assert_weights_synced",
+    "markdown_table",
+    "peek",
+    "push_actor_weights",
+    "quiet_logs",
+    "rotate",
+    "timed",
+]
 
 
 def actor_ids(learner: Any) -> list[str]:
@@ -95,10 +109,3 @@ def allocator_color(allocator: str) -> str:
     if allocator not in ALLOCATOR_NAMES:
         return "white"
     return f"C{ALLOCATOR_NAMES.index(allocator)}"
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A markdown table: ``header``, then one line per row (each cell shown with ``str``)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
