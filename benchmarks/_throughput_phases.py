@@ -47,7 +47,7 @@ def make_config(method: str, task: str, args: argparse.Namespace, num_env_runner
         config = (
             PPOConfig()
             .training(num_epochs=args.ppo_epochs, minibatch_size=args.ppo_minibatch)
-            .multi_agent(policies=set(agents), policy_mapping_fn=lambda aid, *a, **k: aid)
+            .multi_agent(policies=list(agents), policy_mapping_fn=lambda aid, *a, **k: aid)
         )
     else:
         config = HATRPOConfig().training(kl_allocator=method)

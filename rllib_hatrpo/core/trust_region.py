@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: Maps a per-learner tensor to its elementwise sum over all learners (identity on one learner).
-#: Each learner passes *partial* means (its shard's sum divided by the global count), so the
-#: sum is the union batch's mean, never a mean of per-shard means.
-ReduceFn = Callable[[Tensor], Tensor]
+from rllib_hatrpo.core.advantages import ReduceFn
+
+# ReduceFn: each learner passes *partial* means (its shard's sum divided by the global count),
+# so the sum over learners is the union batch's mean, never a mean of per-shard means.
 #: Default CG stopping threshold on the squared residual rᵀr (as in the HARL reference code).
 DEFAULT_RESIDUAL_TOL = 1e-10
 
