@@ -24,11 +24,6 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
-from rllib_hatrpo.core.running_mean_std import (
-    check_state_layout,
-    float64_buffers,
-    load_float64_buffers,
-)
 from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
@@ -36,10 +31,11 @@ from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_INPUT_NORMALIZATION,
 )
 from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.exact_state import ExactNormalizerState
 from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
 
 
-class DefaultHATRPOTorchRLModule(TorchRLModule):
+class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
     """One agent's policy π_i(a_i | o_i).
 
     ``model_config`` keys: ``hidden_sizes``, ``activation`` ("relu" | "tanh"),
@@ -107,19 +103,9 @@ class DefaultHATRPOTorchRLModule(TorchRLModule):
             obs = batch[Columns.OBS]
             norm.update(obs.reshape(obs.shape[0], -1), batch.get(Columns.LOSS_MASK), reduce_fn)
 
-    @override(TorchRLModule)
-    def get_state(self, *args, **kwargs) -> dict[str, Any]:
-        """RLlib's ``get_state`` with the float64 normaliser statistics at full precision."""
-        state = super().get_state(*args, **kwargs)
-        state.update({k: v for k, v in float64_buffers(self).items() if k in state})
-        return state
-
-    @override(TorchRLModule)
-    def set_state(self, state: dict[str, Any]) -> None:
-        """RLlib's ``set_state``, then the float64 normaliser statistics at full precision."""
-        check_state_layout(self, state, f"HATRPO actor ({self.observation_space})")
-        super().set_state(state)
-        load_float64_buffers(self, state)
+    def state_label(self) -> str:
+        """Names this module in errors about a saved state of another layout."""
+        return f"HATRPO actor ({self.observation_space})"
 
     @override(TorchRLModule)
     def get_inference_action_dist_cls(self) -> type[TorchDistribution]:

@@ -21,24 +21,20 @@ from ray.rllib.utils.annotations import override
 from torch import Tensor
 
 from rllib_hatrpo.core import value_norm
-from rllib_hatrpo.core.running_mean_std import (
-    check_state_layout,
-    float64_buffers,
-    load_float64_buffers,
-)
 from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
     DEFAULT_INPUT_NORMALIZATION,
 )
 from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.exact_state import ExactNormalizerState
 from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
 
 #: Output column of the critic's forward pass: V(s) in normalised units.
 NORMALIZED_VF_PREDS = "normalized_vf_preds"
 
 
-class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
+class SharedCriticTorchRLModule(ExactNormalizerState, TorchRLModule, ValueFunctionAPI):
     """V(s) for the team; ``compute_values`` returns values in reward units.
 
     ``model_config`` keys: ``hidden_sizes``, ``activation``, ``input_normalization``
@@ -79,19 +75,9 @@ class SharedCriticTorchRLModule(TorchRLModule, ValueFunctionAPI):
             state = batch[Columns.OBS]
             norm.update(state.reshape(state.shape[0], -1), batch.get(Columns.LOSS_MASK), reduce_fn)
 
-    @override(TorchRLModule)
-    def get_state(self, *args, **kwargs) -> dict[str, Any]:
-        """RLlib's ``get_state`` with the float64 normaliser statistics at full precision."""
-        state = super().get_state(*args, **kwargs)
-        state.update({k: v for k, v in float64_buffers(self).items() if k in state})
-        return state
-
-    @override(TorchRLModule)
-    def set_state(self, state: dict[str, Any]) -> None:
-        """RLlib's ``set_state``, then the float64 normaliser statistics at full precision."""
-        check_state_layout(self, state, "HATRPO central critic")
-        super().set_state(state)
-        load_float64_buffers(self, state)
+    def state_label(self) -> str:
+        """Names this module in errors about a saved state of another layout."""
+        return "HATRPO central critic"
 
     def update_value_norm(self, targets: Tensor, mask: Tensor, reduce_fn=None) -> None:
         """Folds the masked value targets into the running moments (no-op if disabled)."""
