@@ -94,6 +94,9 @@ class PettingZooEnv(MultiAgentEnv):
                 spaces' bounds), i.e. the critic sees the joint observation, which
                 is a state only if the agents jointly observe everything relevant.
                 "state": always `env.state()`; ValueError if the env does not implement it.
+                With "auto" or "state", a `state()` that raises at a terminated step (as
+                multiwalker's does) gives zeros there, a placeholder the learner never reads;
+                one that raises anywhere else is a `RuntimeError` from `step()`/`reset()`.
                 "concat_obs": always the fallback.
 
         Raises:
@@ -129,6 +132,7 @@ class PettingZooEnv(MultiAgentEnv):
         # `gym.spaces.Dict` sorts its keys; `possible_agents` is the order that counts.
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
+        self._episode_step = 0  # Steps since the last reset, for error messages.
         self.global_state, self.state_space = self._resolve_global_state(global_state)
 
     @override(MultiAgentEnv)
@@ -138,6 +142,7 @@ class PettingZooEnv(MultiAgentEnv):
         """Resets the env; returns float32 observations and infos (with the state) per agent."""
         super().reset(seed=seed, options=options)
         obs, infos = self.env.reset(seed=seed, options=options)
+        self._episode_step = 0
         obs = self._convert_observations(obs, "reset()")
         return obs, self._build_infos(infos, self._get_global_state(obs), None)
 
@@ -154,8 +159,9 @@ class PettingZooEnv(MultiAgentEnv):
 
         Raises:
             ValueError: An agent has no action.
-            RuntimeError: The env ended the episode for some agents but not for others, or
-                returned no observation for an agent.
+            RuntimeError: The env ended the episode for some agents but not for others,
+                returned no observation for an agent, or its `state()` raised at a step that
+                did not terminate the episode (see `_get_global_state`).
         """
         missing = [aid for aid in self.possible_agents if aid not in action_dict]
         if missing:
@@ -165,6 +171,7 @@ class PettingZooEnv(MultiAgentEnv):
         obs, rewards, terminateds, truncateds, infos = self.env.step(
             {aid: action_dict[aid] for aid in self.possible_agents}
         )
+        self._episode_step += 1
         terminated, truncated = self._team_done(obs, terminateds, truncateds)
         obs = self._convert_observations(obs, "step()")
 
@@ -180,7 +187,9 @@ class PettingZooEnv(MultiAgentEnv):
             {aid: team for aid in self.possible_agents},
             terminateds_out,
             truncateds_out,
-            self._build_infos(infos, self._get_global_state(obs), agent_rewards, terminated),
+            self._build_infos(
+                infos, self._get_global_state(obs, terminated), agent_rewards, terminated
+            ),
         )
 
     @override(MultiAgentEnv)
@@ -236,10 +245,39 @@ class PettingZooEnv(MultiAgentEnv):
                 f"expected every agent of {self.possible_agents}."
             ) from None
 
-    def _get_global_state(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        if self.global_state == "state":
+    def _get_global_state(
+        self, obs: Mapping[str, np.ndarray], terminated: bool = False
+    ) -> np.ndarray:
+        """Returns the step's global state: `env.state()` or the concatenated observations.
+
+        Some envs cannot compute `state()` once the episode is over (PettingZoo's multiwalker
+        frees its bodies on termination: `AttributeError`). A terminated episode never reads
+        V(s_T) (GAE bootstraps with 0 there, via `torch.where`, and the bootstrap row is not a
+        valid row for the critic's loss or its input statistics), so at a terminated step a
+        failing `state()` gives a placeholder: zeros shaped like `state_space`. Anywhere else
+        the state is needed (a truncation bootstraps with V(s_T)), so the failure is an error.
+
+        Raises:
+            RuntimeError: `state()` raised at reset or at a step that did not terminate.
+        """
+        if self.global_state != "state":
+            return np.concatenate([obs[aid] for aid in self.possible_agents])
+        try:
             return np.array(self.env.state(), dtype=np.float32).reshape(-1)
-        return np.concatenate([obs[aid] for aid in self.possible_agents])
+        except Exception as e:
+            if terminated:
+                return np.zeros(self.state_space.shape, dtype=np.float32)
+            where = (
+                f"at step {self._episode_step} of the episode, which did not terminate "
+                "(a truncation bootstraps with V of this state)"
+                if self._episode_step
+                else "at reset()"
+            )
+            raise RuntimeError(
+                f"{type(self.env).__name__}.state() raised {type(e).__name__} {where}: {e}. "
+                "Use PettingZooEnv(env, global_state='concat_obs') to give the critic the "
+                "concatenated observations instead."
+            ) from e
 
     def _build_infos(
         self,
