@@ -46,6 +46,14 @@ def groups() -> tuple[Group, ...]:
                     metavar="S",
                     help="episode k resets the env with seed S + k; default: %(default)s",
                 ),
+                flag(
+                    "--env",
+                    metavar="NAME|MODULE:OBJ",
+                    help="build the env from this instead of the checkpoint's env (called "
+                    "with the checkpoint's env_config): needed when training registered the "
+                    "env by name with ray.tune.register_env; a module in the current "
+                    "directory is found",
+                ),
                 flag("--explore", action="store_true", help="sample actions instead of the mode"),
                 flag(
                     "--render",
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 os.environ.setdefault("MUJOCO_GL", "egl")
         start = time.monotonic()
         policies = load_checkpoint_policies(args.checkpoint)
-        env = make_env(policies.config, render=args.render is not None)
+        env = make_env(policies.config, render=args.render is not None, env=args.env)
         frames: list[np.ndarray] | None = [] if args.render is not None else None
         try:
             returns = run_episodes(

@@ -8,9 +8,9 @@ explore, and the first episode can be recorded as a GIF or MP4::
     env = make_env(policies.config)
     returns = run_episodes(policies, env, episodes=10)
 
-Errors about the checkpoint or the video file are an :class:`EvaluationError` whose
-``setting`` is ``"checkpoint"`` or ``"render"`` (``hatrpo evaluate`` reports them as errors of
-``CHECKPOINT`` or ``--render``, exit code 2).
+Errors about the checkpoint, the env or the video file are an :class:`EvaluationError` whose
+``setting`` is ``"checkpoint"``, ``"env"`` or ``"render"`` (``hatrpo evaluate`` reports them as
+errors of ``CHECKPOINT``, ``--env`` or ``--render``, exit code 2).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from rllib_hatrpo.experiments.checkpoints import (
     CheckpointError,
     verify_manifest,
 )
-from rllib_hatrpo.experiments.spec import SettingError, import_object
+from rllib_hatrpo.experiments.spec import SettingError, import_object, ref
 
 #: The setting of an error about the checkpoint evaluated.
 CHECKPOINT = "checkpoint"
 #: The setting of an error about the video recorded.
 RENDER = "render"
+#: The setting of an error about the env given instead of the checkpoint's.
+ENV = "env"
 
 
 class EvaluationError(SettingError):
@@ -145,14 +147,28 @@ def load_checkpoint_policies(path: str | os.PathLike) -> CheckpointPolicies:
     return CheckpointPolicies(path=path, config=config, modules=modules)
 
 
-def make_env(config: dict[str, Any], render: bool = False) -> Any:
-    """Creates the checkpoint's env (with ``render_mode="rgb_array"`` if ``render``)."""
+def make_env(config: dict[str, Any], render: bool = False, env: str | None = None) -> Any:
+    """Creates the checkpoint's env (with ``render_mode="rgb_array"`` if ``render``).
+
+    Args:
+        config: The checkpoint's config (:attr:`CheckpointPolicies.config`).
+        render: Ask the env for RGB frames.
+        env: Build the env from this instead of the checkpoint's ``env``: a built-in suite
+            name or ``package.module:ClassOrFactory``, called with the checkpoint's
+            env_config. What a checkpoint whose env was a name registered with
+            ``ray.tune.register_env`` in the training script needs (setting ``"env"``).
+
+    Raises:
+        EvaluationError: The env cannot be found or built.
+    """
     from ray.rllib.env.env_context import EnvContext
 
     env_desc, env_config = config.get("env"), dict(config.get("env_config") or {})
     if render:
         env_config["render_mode"] = "rgb_array"
-    if isinstance(env_desc, str):
+    if env is not None:
+        env_desc = _env_creator(env, setting=ENV)
+    elif isinstance(env_desc, str):
         env_desc = _env_creator(env_desc)
     if not callable(env_desc):
         raise EvaluationError(CHECKPOINT, f"its config has no env to build (env={env_desc!r})")
@@ -164,7 +180,7 @@ def make_env(config: dict[str, Any], render: bool = False) -> Any:
         raise
 
 
-def _env_creator(name: str) -> Callable[..., Any]:
+def _env_creator(name: str, setting: str = CHECKPOINT) -> Callable[..., Any]:
     """A built-in env name, a ``package.module:Factory`` path or a name registered with Tune."""
     from rllib_hatrpo.envs import ENV_SUITES
 
@@ -172,16 +188,27 @@ def _env_creator(name: str) -> Callable[..., Any]:
         return ENV_SUITES[name].load()
     if ":" in name:
         try:
-            return import_object(name, CHECKPOINT)
+            env = import_object(name, setting)
         except SettingError as err:
-            raise EvaluationError(CHECKPOINT, err.message) from err
+            raise EvaluationError(setting, err.message) from err
+        if not callable(env):
+            raise EvaluationError(setting, f"{name!r} is not a class or function")
+        return env
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
     if not _global_registry.contains(ENV_CREATOR, name):
+        if setting == ENV:
+            raise EvaluationError(
+                ENV,
+                f"unknown env {name!r}; give one of {sorted(ENV_SUITES)} or "
+                "package.module:ClassOrFactory",
+            )
         raise EvaluationError(
             CHECKPOINT,
             f"its env {name!r} is a name registered with ray.tune.register_env in the training "
-            "process; `hatrpo evaluate` cannot rebuild it",
+            f"process; give the class or factory you registered it with as "
+            f"{ref(ENV)} package.module:ClassOrFactory (a module in the current directory "
+            "works)",
         )
     return _global_registry.get(ENV_CREATOR, name)
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,12 +69,18 @@ class SettingError(ValueError):
 def import_object(path: str, setting: str) -> Any:
     """Imports ``package.module:Name`` (``Name`` may be dotted).
 
+    Modules in the current working directory are found as ``python -m`` finds them: the
+    directory is added to ``sys.path`` if it is not there (the ``hatrpo`` command's own
+    ``sys.path`` starts with its script's folder instead). Ray's workers search the driver's
+    working directory as well, so the EnvRunners import the same module.
+
     Raises:
         SettingError: ``path`` is not of that form or cannot be imported (names ``setting``).
     """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise SettingError(setting, f"expected package.module:Name, got {path!r}")
+    _search_working_directory()
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -80,6 +88,15 @@ def import_object(path: str, setting: str) -> Any:
     except (ImportError, AttributeError) as err:
         raise SettingError(setting, f"cannot import {path!r}: {err}") from err
     return obj
+
+
+def _search_working_directory() -> None:
+    """Appends the current working directory to ``sys.path`` unless it is searched already."""
+    cwd = os.getcwd()
+    searched = {os.path.abspath(entry or os.curdir) for entry in sys.path}
+    if cwd not in searched:
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
 
 
 # --------------------------------------------------------------------------- allocators

@@ -10,6 +10,7 @@ import math
 import pickle
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +321,33 @@ def test_evaluate_takes_a_relative_checkpoint_path(differential_game_run, monkey
     monkeypatch.chdir(output.parent)
     assert main(["evaluate", f"{output.name}/seed_0", "--episodes", "1"]) == 0
     assert "over 1 episode (deterministic actions" in capsys.readouterr().out
+
+
+def test_evaluate_a_checkpoint_of_an_env_registered_by_name(
+    differential_game_run, tmp_path, monkeypatch, capsys
+):
+    """The README's register_env recipe: evaluate takes the factory as ``--env module:obj``.
+
+    Before: refused (its env name is unknown outside the training script), with no way round.
+    """
+    _, output = differential_game_run
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(output / "seed_0" / "checkpoint", copy)
+    (copy / "manifest.json").unlink()  # as algo.save_to_path in the user's script leaves it
+    with (copy / "class_and_ctor_args.pkl").open("rb") as f:
+        ctor = pickle.load(f)
+    ctor["ctor_args_and_kwargs"][0][0]["env"] = "my_registered_game"
+    with (copy / "class_and_ctor_args.pkl").open("wb") as f:
+        pickle.dump(ctor, f)
+    (tmp_path / "my_game_script.py").write_text(
+        "from rllib_hatrpo.envs import DifferentialGameEnv\n\n\n"
+        "def make(cfg):\n    return DifferentialGameEnv(cfg)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    assert main(["evaluate", "checkpoint", "--episodes", "1"]) == 2
+    assert "--env package.module:ClassOrFactory" in capsys.readouterr().err
+    assert main(["evaluate", "checkpoint", "--episodes", "1", "--env", "my_game_script:make"]) == 0
+    assert "over 1 episode (deterministic actions" in capsys.readouterr().out
+    assert main(["evaluate", "checkpoint", "--env", "no_such_env"]) == 2
+    assert "argument --env: unknown env 'no_such_env'" in capsys.readouterr().err
