@@ -6,6 +6,13 @@ observations `Box(18,)` float32, actions `Discrete(5)` (or `Box(0, 1, (5,))` wit
 truncation. Per-agent rewards can differ (collision penalties are local), and mpe2 returns them
 in a `defaultdict`.
 
+Versions: mpe2's `_v3` scenarios (PettingZoo's too, since the change of PettingZoo PR #965)
+integrate each particle's position with the velocity of the previous step and then apply the
+force (`mpe2/_mpe_utils/core.py`, `World.integrate_state`); PettingZoo 1.22's
+`simple_spread_v2` and the original MPE apply the force first and move with the new velocity.
+Published MPE results (HARL's, MAPPO's) come from those older dynamics, so returns on
+`simple_spread_v3` are comparable with them only roughly.
+
 Reward: the team reward is the **sum** of the agents' rewards by default, as HARL does for MPE
 (`harl/envs/pettingzoo_mpe/pettingzoo_mpe_env.py`: `total_reward = sum(...)`, given to every
 agent), so returns are comparable with HARL's. Set `team_reward="mean"` to average instead.
@@ -38,6 +45,10 @@ _DEFAULTS: dict[str, Any] = {
 
 class MPEEnv(PettingZooEnv):
     """An mpe2 scenario as a HATRPO-ready `MultiAgentEnv` (registered name "mpe").
+
+    The default scenario is mpe2's `simple_spread_v3`, not PettingZoo 1.22's
+    `simple_spread_v2`: their integrators differ (see the module docstring), and published
+    MPE numbers come from the old one.
 
     Examples:
         >>> env = MPEEnv({"scenario": "simple_spread", "max_cycles": 25})
