@@ -192,21 +192,29 @@ def record_resume(run_dir: Path, flags: Mapping[str, Any], argv: Sequence[str]) 
 
 
 def check_new_run(run_dir: Path, seeds: Sequence[int]) -> dict[int, None]:
-    """Refuses a run directory that already holds a run of one of ``seeds``.
+    """Refuses a run directory that already holds a run (of any seed).
+
+    A new run in it would mix its seeds with the other run's and replace its ``args.json``,
+    after which the other run could not be resumed.
 
     Returns:
         ``{seed: None}``: no seed continues from a checkpoint.
 
     Raises:
-        SettingError: ``output`` holds ``seed_<s>/metrics.csv`` for one of the seeds.
+        SettingError: ``output`` holds ``args.json`` or a ``seed_<s>/metrics.csv``.
     """
-    for seed in seeds:
-        if (run_dir / f"seed_{seed}" / "metrics.csv").exists():
-            raise SettingError(
-                "output",
-                f"{run_dir} already holds a run of seed {seed}; choose a new directory, or "
-                f"continue that run with {ref('resume')} {run_dir}",
-            )
+    held = sorted(
+        int(path.parent.name.removeprefix("seed_"))
+        for path in run_dir.glob("seed_*/metrics.csv")
+        if path.parent.name.removeprefix("seed_").lstrip("-").isdigit()
+    )
+    if held or (run_dir / ARGS_FILE).exists():
+        what = f"a run of seed(s) {held}" if held else f"a run ({ARGS_FILE})"
+        raise SettingError(
+            "output",
+            f"{run_dir} already holds {what}; continue that run with {ref('resume')} "
+            f"{run_dir}, or give another {ref('output')} for the new one",
+        )
     return dict.fromkeys(seeds)
 
 

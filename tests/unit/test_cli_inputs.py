@@ -35,3 +35,22 @@ def test_import_object_finds_a_module_in_the_working_directory(monkeypatch, tmp_
     """As ``python -m`` would; before: ModuleNotFoundError without PYTHONPATH=."""
     _module_in_cwd(monkeypatch, tmp_path, "my_cwd_envs", "def factory(cfg):\n    return cfg\n")
     assert import_object("my_cwd_envs:factory", "env")({"a": 1}) == {"a": 1}
+
+
+def _train(tmp_path, *args: str) -> list[str]:
+    return ["train", "--env", "differential_game", "--num-env-runners", "0", *args]
+
+
+def test_output_holding_another_run_is_refused_for_new_seeds(no_ray, tmp_path, capsys):
+    """Before: seed 1 trained into seed 0's folder and replaced its args.json."""
+    from rllib_hatrpo.cli.main import main
+
+    (tmp_path / "seed_0").mkdir()
+    (tmp_path / "seed_0" / "metrics.csv").write_text("training_iteration\n1\n")
+    (tmp_path / "args.json").write_text('{"flags": {"seeds": [0]}}')
+    assert main(_train(tmp_path, "--seeds", "1", "--output", str(tmp_path))) == 2
+    err = capsys.readouterr().err
+    assert f"argument --output: {tmp_path} already holds a run of seed(s) [0]" in err
+    assert f"--resume {tmp_path}" in err and "another --output" in err
+    assert (tmp_path / "args.json").read_text() == '{"flags": {"seeds": [0]}}'
+    assert not (tmp_path / "seed_1").exists()
