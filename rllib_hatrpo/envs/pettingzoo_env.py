@@ -45,6 +45,13 @@ TEAM_REWARD_MODES: tuple[str, ...] = ("mean", "sum")
 GLOBAL_STATE_MODES: tuple[str, ...] = ("auto", "state", "concat_obs")
 AGENT_REWARD_KEY = "agent_reward"
 """Info key holding the env's own (per-agent) reward of the step, as a Python float."""
+_AGENTS_LEAVING = (
+    "Agents leaving mid-episode are not supported: HATRPO needs every agent to act at every "
+    "step (aligned rows for the sequential update). To run such an env, keep finished agents "
+    "in the episode with a zero observation: wrap it as PettingZooEnv(supersuit."
+    "black_death_v3(env)) (supersuit 3.11 reports each episode end one step late, after "
+    "stepping the finished env, and a time limit as a termination; see the README)."
+)
 
 
 class PettingZooEnv(MultiAgentEnv):
@@ -216,8 +223,7 @@ class PettingZooEnv(MultiAgentEnv):
         if absent:
             raise RuntimeError(
                 f"{type(self.env).__name__}.step() returned no observation for agent(s) "
-                f"{absent}. Agents leaving mid-episode are not supported: HATRPO needs every "
-                "agent to act at every step (aligned rows for the sequential update)."
+                f"{absent}. {_AGENTS_LEAVING}"
             )
         term = [bool(terminateds.get(aid, False)) for aid in self.possible_agents]
         trunc = [bool(truncateds.get(aid, False)) for aid in self.possible_agents]
@@ -228,8 +234,7 @@ class PettingZooEnv(MultiAgentEnv):
             finished = [aid for aid, d in zip(self.possible_agents, done, strict=True) if d]
             raise RuntimeError(
                 f"{type(self.env).__name__} ended the episode for agent(s) {finished} while "
-                "others continue. Agents leaving mid-episode are not supported: HATRPO needs "
-                "every agent to act at every step (aligned rows for the sequential update)."
+                f"others continue. {_AGENTS_LEAVING}"
             )
         return any(term), all(trunc)
 

@@ -115,3 +115,48 @@ def test_multiwalker_runs_past_its_first_episode_end():
             _, _, terminateds, truncateds, infos = env.step(actions)
             terminated, truncated = terminateds["__all__"], truncateds["__all__"]
         assert infos["walker_0"][GLOBAL_STATE_KEY].shape == env.state_space.shape
+
+
+# --------------------------------------------------------------------------- agents leaving
+
+
+class _LeavingEnv(_StateFailsWhenDoneEnv):
+    """ "walker_1" terminates at step 2 and leaves; "walker_0" goes on to a truncation at 3."""
+
+    def __init__(self):
+        super().__init__("truncated", length=3, fail_at=10)
+
+    def step(self, actions):
+        obs, rewards, term, trunc, infos = super().step(actions)
+        if self.t == 2:
+            term["walker_1"] = True
+            self.agents.remove("walker_1")
+        elif self.t > 2:
+            for out in (obs, rewards, term, trunc):
+                out.pop("walker_1", None)
+        return obs, rewards, term, trunc, infos
+
+
+def test_agent_leaving_error_points_at_black_death():
+    env = PettingZooEnv(_LeavingEnv())
+    env.reset()
+    env.step(_ACTIONS)
+    with pytest.raises(RuntimeError, match="leaving mid-episode are not supported") as info:
+        env.step(_ACTIONS)
+    assert "supersuit.black_death_v3(env)" in str(info.value)
+
+
+def test_black_death_runs_an_env_whose_agents_leave():
+    """The workaround the error names runs through episode ends (its caveats: see README)."""
+    supersuit = pytest.importorskip("supersuit")
+    env = PettingZooEnv(supersuit.black_death_v3(_LeavingEnv()))
+    for _ in range(2):
+        env.reset()
+        for t in range(1, 6):
+            obs, _, terminateds, truncateds, _ = env.step(_ACTIONS)
+            if t >= 3:  # "walker_1" left at step 2: zeros from then on.
+                np.testing.assert_array_equal(obs["walker_1"], np.zeros(2, np.float32))
+            if terminateds["__all__"] or truncateds["__all__"]:
+                break
+        assert terminateds["__all__"] or truncateds["__all__"]
+        assert t <= 4  # supersuit 3.11 reports the end one step after the env's last step.
