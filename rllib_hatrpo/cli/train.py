@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             plans = resume.plan_run(output, args.seeds)
         else:
             plans = resume.check_new_run(output, args.seeds)
+        resume.check_writable(output)
     stop = stop_criteria(args)
     config = run_spec(args, choice, allocator).to_config()
     try:

@@ -19,6 +19,7 @@ The flags are the keys of ``args.json``: the ``hatrpo train`` options without da
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -216,6 +217,32 @@ def check_new_run(run_dir: Path, seeds: Sequence[int]) -> dict[int, None]:
             f"{run_dir}, or give another {ref('output')} for the new one",
         )
     return dict.fromkeys(seeds)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Checks that files can be written in ``run_dir`` (made if missing) before training.
+
+    Writes and removes one temporary file in ``run_dir``, or, if it does not exist yet, in its
+    nearest existing parent; creates nothing else.
+
+    Raises:
+        SettingError: ``output``: a parent is a file, or the folder is read-only (names it).
+    """
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SettingError(
+            "output", f"cannot create {run_dir}: {existing} is a file; give another {ref('output')}"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise SettingError(
+            "output",
+            f"cannot write in {existing} ({err.strerror or err}); give a writable {ref('output')}",
+        ) from err
 
 
 @dataclasses.dataclass(frozen=True)

@@ -182,8 +182,9 @@ def resolve_env(
         extra_config: More env_config keys, applied last.
 
     Raises:
-        SettingError: An unknown env, an env path that cannot be imported or called, or an
-            option the suite does not offer (names that option).
+        SettingError: An unknown env, an env path that cannot be imported or called, an
+            option the suite does not offer (names that option), or an unknown MaMuJoCo robot
+            or partition (:func:`~rllib_hatrpo.experiments.env_checks.check_mamujoco`).
     """
     from rllib_hatrpo.envs import ENV_SUITES
 
@@ -210,6 +211,7 @@ def resolve_env(
                 "package.module:ClassOrFactory",
             )
         env_config = dict(suite.default_config)
+        sources = dict.fromkeys(extra_config or {}, "env_config")
         for option_name, value in options.items():
             option = suite.option(option_name)
             if option is None:
@@ -220,6 +222,12 @@ def resolve_env(
                     f"other env_config keys go in {ref('env_config')})",
                 )
             env_config[option.config_key] = value
+            sources.setdefault(option.config_key, option_name)
+        env_config.update(extra_config or {})
+        if name == "mamujoco":  # its robot and partition fail only in the EnvRunners otherwise
+            from rllib_hatrpo.experiments.env_checks import check_mamujoco
+
+            check_mamujoco(env_config, sources)
         env, label, batch = suite.load(), name, suite.default_train_batch
     env_config.update(extra_config or {})
     return EnvChoice(env=env, env_config=env_config, label=label, default_train_batch=batch)

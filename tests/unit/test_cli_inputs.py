@@ -5,6 +5,7 @@ Everything here parses and resolves flags only: no Ray instance, no training.
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -54,3 +55,63 @@ def test_output_holding_another_run_is_refused_for_new_seeds(no_ray, tmp_path, c
     assert f"--resume {tmp_path}" in err and "another --output" in err
     assert (tmp_path / "args.json").read_text() == '{"flags": {"seeds": [0]}}'
     assert not (tmp_path / "seed_1").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--scenario", "HalfChetah"],
+            "argument --scenario: unknown MaMuJoCo robot 'HalfChetah'; choose one of "
+            "HalfCheetah, Ant, Hopper",
+        ),
+        (
+            ["--agent-conf", "3x5"],
+            "argument --agent-conf: MaMuJoCo HalfCheetah has no partition '3x5'; choose one of "
+            "2x3, 6x1\n",
+        ),
+        (
+            ["--scenario", "Ant", "--agent-conf", "2x3"],
+            "argument --agent-conf: MaMuJoCo Ant has no partition '2x3'; choose one of 2x4, 2x4d, "
+            "4x2\n",
+        ),
+        (
+            ["--env-config", '{"scenario": "Walker"}'],
+            "argument --env-config: unknown MaMuJoCo robot 'Walker'",
+        ),
+    ],
+)
+def test_unknown_mamujoco_robot_or_partition_is_a_usage_error(
+    no_ray, tmp_path, capsys, args, message
+):
+    """Before: NotImplementedError / "UNKNOWN partitioning config" tracebacks from the env."""
+    from rllib_hatrpo.cli.main import main
+
+    output = tmp_path / "run"
+    assert main(["train", "--env", "mamujoco", "--output", str(output), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_output_that_cannot_be_created_is_a_usage_error(no_ray, tmp_path, capsys):
+    """Before: NotADirectoryError traceback after the config was built."""
+    from rllib_hatrpo.cli.main import main
+
+    (tmp_path / "a_file").write_text("")
+    output = tmp_path / "a_file" / "run"
+    assert main(_train(tmp_path, "--output", str(output))) == 2
+    err = capsys.readouterr().err
+    assert f"argument --output: cannot create {output}: {tmp_path / 'a_file'} is a file" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_output_is_a_usage_error(no_ray, tmp_path, capsys):
+    """Before: an OSError traceback after the config was built."""
+    from rllib_hatrpo.cli.main import main
+
+    tmp_path.chmod(0o500)
+    try:
+        assert main(_train(tmp_path, "--output", str(tmp_path / "run"))) == 2
+    finally:
+        tmp_path.chmod(0o700)
+    assert f"argument --output: cannot write in {tmp_path}" in capsys.readouterr().err
