@@ -258,6 +258,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:
         print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    from rllib_hatrpo.experiments.resume import check_writable
+
+    with as_usage_errors(flag_name):
+        check_writable(output)
     try:
         sweeps.check_same_sweep(output, plan(args))
     except PlanMismatchError as err:

@@ -14,14 +14,14 @@ import pytest
 from rllib_hatrpo.experiments.spec import import_object
 
 
+def _refuse_ray(*args, **kwargs):
+    raise AssertionError("Ray was started")
+
+
 @pytest.fixture
 def no_ray(monkeypatch):
-    """Fails the test if a command tries to start Ray."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr("rllib_hatrpo.cli.train.init_ray", refuse)
+    """Fails the test if ``hatrpo train`` tries to start Ray."""
+    monkeypatch.setattr("rllib_hatrpo.cli.train.init_ray", _refuse_ray)
 
 
 def _module_in_cwd(monkeypatch, tmp_path, name: str, source: str) -> None:
@@ -115,3 +115,14 @@ def test_read_only_output_is_a_usage_error(no_ray, tmp_path, capsys):
     finally:
         tmp_path.chmod(0o700)
     assert f"argument --output: cannot write in {tmp_path}" in capsys.readouterr().err
+
+
+def test_tune_output_that_cannot_be_created_is_a_usage_error(monkeypatch, tmp_path, capsys):
+    from rllib_hatrpo.cli.main import main
+
+    monkeypatch.setattr("rllib_hatrpo.cli.tune.init_ray", _refuse_ray)
+    (tmp_path / "a_file").write_text("")
+    output = tmp_path / "a_file" / "sweep"
+    argv = ["tune", "--env", "differential_game", "--kl-values", "0.01", "--output", str(output)]
+    assert main(argv) == 2
+    assert f"argument --output: cannot create {output}" in capsys.readouterr().err
