@@ -324,6 +324,28 @@ class HATRPO(Algorithm):
                 inference_only=True,
             )
 
+    def compute_state_values(self, states: Any) -> Any:
+        """V(s) of the learner-only central critic, in reward units (the env's team return).
+
+        The critic lives on the learners only (``get_module`` returns the EnvRunners' actors),
+        so this asks learner 0. From a checkpoint:
+        ``HATRPO.from_checkpoint(path).compute_state_values(states)``.
+
+        Args:
+            states: Global states, shape ``[N, *state_space.shape]`` (e.g. the
+                ``info[agent]["global_state"]`` of env steps, stacked).
+
+        Returns:
+            A float32 numpy array of shape ``[N]``.
+
+        Raises:
+            ValueError: ``states`` does not have the shape of the env's ``state_space``.
+        """
+        results = self.learner_group.foreach_learner(
+            lambda learner: learner.compute_state_values(states)
+        )
+        return next(iter(results)).get()
+
     def _sample(self) -> tuple[list, list]:
         """One iteration's episodes; an attempt that returned no env step is repeated.
 

@@ -253,6 +253,28 @@ class HATRPOTorchLearner(HATRPOLearner, TorchLearner):
         self.order_rng.setstate(rng_state)
         self.allocator.set_state(allocator_state)
 
+    def compute_state_values(self, states: Any) -> Any:
+        """V(s) of the central critic in reward units, for global states ``[N, *state_shape]``.
+
+        Raises:
+            ValueError: ``states`` does not have the critic's input shape.
+        """
+        import numpy as np
+
+        critic = self.module[SHARED_CRITIC_ID].unwrapped()
+        shape = tuple(critic.observation_space.shape)
+        states = np.asarray(states, dtype=np.float32)
+        if states.shape[1:] != shape:
+            raise ValueError(
+                f"compute_state_values expects global states of shape [N, *{shape}] (the "
+                f"env's state_space), got {states.shape}."
+            )
+        with torch.no_grad():
+            values = critic.compute_values(
+                {Columns.OBS: torch.as_tensor(states, device=self._device)}
+            )
+        return values.cpu().numpy()
+
     def _sync_replicas(self) -> float:
         """Max |weights − rank 0's| over all modules (parameters and buffers), then synced."""
         tensors = [

@@ -69,10 +69,17 @@ def test_algorithm_checkpoint_resumes_training(ray_session, tmp_path):
         algo.train()
         algo.save_to_path(tmp_path / "ckpt")
         learner_state = algo.learner_group.get_state()
+        states = np.random.default_rng(0).normal(size=(5, 54)).astype(np.float32)
+        values = algo.compute_state_values(states)
+        with pytest.raises(ValueError, match=r"shape \[N, \*\(54,\)\]"):
+            algo.compute_state_values(states[:, :10])
     finally:
         algo.stop()
+    assert values.shape == (5,) and np.isfinite(values).all() and np.ptp(values) > 0
     restored = HATRPO.from_checkpoint(tmp_path / "ckpt")
     try:
+        # The central critic (learner-only) comes back with the checkpoint.
+        np.testing.assert_array_equal(restored.compute_state_values(states), values)
         state = restored.learner_group.get_state()
         own_a = learner_state["learner"]["hatrpo"]
         own_b = state["learner"]["hatrpo"]
