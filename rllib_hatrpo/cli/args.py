@@ -150,6 +150,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def hidden_sizes(text: str) -> list[int]:
     """Comma-separated positive layer sizes, e.g. ``128,128``."""
     try:
@@ -240,7 +251,7 @@ def model_flags() -> tuple[Flag, ...]:
 
 
 def resource_group(default_env_runners: int) -> Group:
-    """EnvRunners, CPUs and EnvRunner restarts."""
+    """EnvRunners, learners, CPUs and EnvRunner restarts."""
     return Group(
         "resources and fault tolerance",
         (
@@ -259,11 +270,27 @@ def resource_group(default_env_runners: int) -> Group:
                 help="vectorised envs per EnvRunner; default: %(default)s",
             ),
             flag(
+                "--num-learners",
+                type=int_at_least(0),
+                default=0,
+                metavar="N",
+                help="learner actors (0: one learner in the driver, or the trial's process); "
+                "each gets whole episode chunks; default: %(default)s",
+            ),
+            flag(
+                "--num-gpus-per-learner",
+                type=non_negative_float,
+                default=0,
+                metavar="X",
+                help="GPUs of each learner (fractions allowed; 0: CPU); default: %(default)s",
+            ),
+            flag(
                 "--num-cpus",
                 type=int_at_least(1),
                 metavar="N",
-                help="CPUs of the local Ray instance (default: train: num-env-runners + 1, "
-                "tune: all); not used when Ray already runs or RAY_ADDRESS names a cluster",
+                help="CPUs of the local Ray instance (default: train: num-env-runners + "
+                "num-learners + 1, tune: all); not used when Ray already runs or RAY_ADDRESS "
+                "names a cluster",
             ),
             flag(
                 "--restart-failed-env-runners",
@@ -293,4 +320,6 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "num_envs_per_env_runner": args.num_envs_per_env_runner,
         "restart_failed_env_runners": args.restart_failed_env_runners,
         "max_env_runner_restarts": args.max_env_runner_restarts,
+        "num_learners": args.num_learners,
+        "num_gpus_per_learner": args.num_gpus_per_learner,
     }

@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     for plan in plans.values():
         if plan is not None and plan.note:
             say(plan.note)
-    started_ray = init_ray(args.num_cpus or args.num_env_runners + 1)
+    started_ray = init_ray(args.num_cpus or args.num_env_runners + args.num_learners + 1)
     try:
         csvs = []
         for seed in args.seeds:

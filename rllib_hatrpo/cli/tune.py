@@ -242,8 +242,16 @@ def sweep_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
 
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
-    """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`."""
-    return {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
+    """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`.
+
+    The learner flags are left out at their defaults, so that a sweep recorded before they
+    existed still resumes.
+    """
+    flags = {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
+    for key in ("num_learners", "num_gpus_per_learner"):
+        if not flags.get(key):
+            flags.pop(key, None)
+    return flags
 
 
 def run(args: argparse.Namespace) -> int:

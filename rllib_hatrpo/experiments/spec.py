@@ -256,6 +256,9 @@ class RunSpec:
         restart_failed_env_runners: Recreate an EnvRunner process that dies (RLlib's
             fault tolerance) instead of stopping the run.
         max_env_runner_restarts: Restarts allowed per EnvRunner.
+        num_learners: Learner actors (0: one learner in the driver's process); ``validate()``
+            checks it against the envs (whole episode chunks per learner).
+        num_gpus_per_learner: GPUs of each learner (fractions allowed; 0: CPU).
     """
 
     env: Any
@@ -270,6 +273,8 @@ class RunSpec:
     num_envs_per_env_runner: int = 4
     restart_failed_env_runners: bool = True
     max_env_runner_restarts: int = DEFAULT_MAX_ENV_RUNNER_RESTARTS
+    num_learners: int = 0
+    num_gpus_per_learner: float = 0
 
     def check(self, setting: str = "allocator") -> None:
         """Checks the allocator and its options before anything is built.
@@ -304,6 +309,9 @@ class RunSpec:
             .env_runners(
                 num_env_runners=self.num_env_runners,
                 num_envs_per_env_runner=self.num_envs_per_env_runner,
+            )
+            .learners(
+                num_learners=self.num_learners, num_gpus_per_learner=self.num_gpus_per_learner
             )
             .training(**training)
             .fault_tolerance(

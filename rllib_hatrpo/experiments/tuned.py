@@ -86,9 +86,24 @@ class TunedTask:
     ppo_training: Mapping[str, Any] = dataclasses.field(default_factory=lambda: PPO_TRAINING)
 
     def config(
-        self, method: str = "uniform", seed: int = 0, num_env_runners: int = 0, **training: Any
+        self,
+        method: str = "uniform",
+        seed: int = 0,
+        num_env_runners: int = 0,
+        num_learners: int = 0,
+        num_gpus_per_learner: float = 0,
+        **training: Any,
     ) -> Any:
-        """The ``AlgorithmConfig`` of ``method`` (an allocator name or ``"ppo"``)."""
+        """The ``AlgorithmConfig`` of ``method`` (an allocator name or ``"ppo"``).
+
+        Args:
+            method: An allocator name or ``"ppo"``.
+            seed: The seed.
+            num_env_runners: Remote EnvRunners (0: sample in the trial's process).
+            num_learners: Learner actors (0: one learner in the trial's process).
+            num_gpus_per_learner: GPUs of each learner (0: CPU).
+            **training: More ``training(...)`` settings.
+        """
         if method not in METHODS:
             raise ValueError(f"method={method!r}: choose one of {', '.join(METHODS)}")
         if method == PPO:
@@ -106,6 +121,7 @@ class TunedTask:
                 num_envs_per_env_runner=self.num_envs_per_env_runner,
                 rollout_fragment_length="auto",
             )
+            .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
             .training(**training)
             .callbacks(TeamReturnCallback)
             .reporting(metrics_num_episodes_for_smoothing=self.episodes_for_smoothing)
@@ -151,6 +167,8 @@ class TunedTask:
             params.pop(METHOD, ALLOCATOR_NAMES[0]),
             params.pop(SEED, 0),
             params.pop("num_env_runners", 0),
+            params.pop("num_learners", 0),
+            params.pop("num_gpus_per_learner", 0),
             **params,
         )
 
@@ -252,6 +270,8 @@ def train_task(
     env_steps: int | None = None,
     storage_path: str | Path = Path("results", "tuned_examples"),
     num_env_runners: int = 0,
+    num_learners: int = 0,
+    num_gpus_per_learner: float = 0,
     max_concurrent_trials: int | None = None,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     log: Callable[[str], None] | None = None,
@@ -260,8 +280,8 @@ def train_task(
 
     Ray must be running. The experiment is ``<storage_path>/<task>_<method>_<env_steps>``; a
     rerun restores it (finished trials are kept, the others continue from their last
-    checkpoints) after checking that ``method``, ``seeds``, ``env_steps`` and
-    ``num_env_runners`` are those it was started with.
+    checkpoints) after checking that ``method``, ``seeds``, ``env_steps``, ``num_env_runners``
+    and the learner settings are those it was started with.
 
     Args:
         task: The task.
@@ -270,6 +290,8 @@ def train_task(
         env_steps: Env steps per trial (default: the task's budget).
         storage_path: Tune's storage (a local folder, or shared storage on a cluster).
         num_env_runners: Remote EnvRunners per trial (0: sample in the trial's process).
+        num_learners: Learner actors per trial (0: one learner in the trial's process).
+        num_gpus_per_learner: GPUs of each learner (0: CPU).
         max_concurrent_trials: Trials at once (default: as many as the CPUs allow).
         checkpoint_every: Iterations between a trial's checkpoints.
         log: Receives the line saying that an experiment is resumed.
@@ -285,18 +307,19 @@ def train_task(
     env_steps = env_steps or task.env_steps
     storage = str(Path(storage_path).absolute()) if "://" not in str(storage_path) else storage_path
     name = experiment_name(task, method, env_steps)
-    plan = {
-        METHOD: method,
-        "seeds": list(seeds),
-        "stop_timesteps": env_steps,
-        "num_env_runners": num_env_runners,
-    }
+    resources = {"num_env_runners": num_env_runners}
+    # The learner settings only when given: a plan recorded before they existed still matches.
+    if num_learners:
+        resources["num_learners"] = num_learners
+    if num_gpus_per_learner:
+        resources["num_gpus_per_learner"] = num_gpus_per_learner
+    plan = {METHOD: method, "seeds": list(seeds), "stop_timesteps": env_steps, **resources}
     check_same_task_plan(storage, name, plan)
     trainable = make_trainable(
         task.build_trial_config,
         env_steps=env_steps,
         checkpoint_every=checkpoint_every,
-        resources_params={"num_env_runners": num_env_runners},
+        resources_params=resources,
     )
     tuner = restore_or_create_tuner(
         storage,
@@ -306,7 +329,7 @@ def train_task(
         param_space={
             METHOD: method,
             SEED: tune.grid_search(list(seeds)),
-            "num_env_runners": num_env_runners,
+            **resources,
         },
         tune_config=tune.TuneConfig(
             metric=TEAM_RETURN, mode="max", max_concurrent_trials=max_concurrent_trials

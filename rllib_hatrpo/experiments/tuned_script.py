@@ -66,6 +66,15 @@ def parse_args(task: TunedTask, argv: Sequence[str] | None = None) -> argparse.N
     )
     parser.add_argument("--num-env-runners", type=int, default=0)
     parser.add_argument(
+        "--num-learners",
+        type=int,
+        default=0,
+        help="learner actors per trial (0: one learner in the trial's process)",
+    )
+    parser.add_argument(
+        "--num-gpus-per-learner", type=float, default=0, help="GPUs of each learner (0: CPU)"
+    )
+    parser.add_argument(
         "--max-concurrent-trials",
         type=int,
         default=None,
@@ -123,6 +132,8 @@ def run_tuned_example(
             env_steps=args.stop_timesteps,
             storage_path=args.storage_path,
             num_env_runners=args.num_env_runners,
+            num_learners=args.num_learners,
+            num_gpus_per_learner=args.num_gpus_per_learner,
             max_concurrent_trials=args.max_concurrent_trials,
             checkpoint_every=args.checkpoint_every,
             log=lambda line: _write(out, line),
