@@ -10,7 +10,7 @@ records, resuming, Ray Tune trials and sweeps, tuned examples, evaluation, plots
 - :mod:`~rllib_hatrpo.experiments.plans`: an output folder's plan record, compared on rerun.
 - :mod:`~rllib_hatrpo.experiments.tune`, :mod:`~rllib_hatrpo.experiments.sweeps`,
   :mod:`~rllib_hatrpo.experiments.tuned`: Tune trials, sweeps and the tuned examples
-  (:mod:`~rllib_hatrpo.experiments.tuned_script`: the scripts' shared command line).
+  (:mod:`~rllib_hatrpo.cli.tuned_example`: the scripts' shared command line).
 - :mod:`~rllib_hatrpo.experiments.summaries`, :mod:`~rllib_hatrpo.experiments.plots`,
   :mod:`~rllib_hatrpo.experiments.evaluation`: final returns and tables, pictures, episodes
   of a checkpoint's policies.

@@ -1,7 +1,7 @@
 """Tuned examples: one task, its tuned settings, its expected results, trained through Tune.
 
 Every script under ``tuned_examples/`` defines one :class:`TunedTask` and calls
-:func:`rllib_hatrpo.experiments.tuned_script.run_tuned_example` (its command line), which
+:func:`rllib_hatrpo.cli.tuned_example.run_tuned_example` (its command line), which
 trains it with :func:`train_task`; ``benchmarks/compare.py`` imports the same ``TASK``
 objects, so the comparison trains exactly the tuned settings. A task's ``expected`` returns
 are the one place its expected numbers live: they fill the script's docstring and drive

@@ -16,8 +16,8 @@ from types import ModuleType
 
 import pytest
 
+from rllib_hatrpo.cli.tuned_example import run_tuned_example
 from rllib_hatrpo.experiments.tuned import METHODS, TunedTask
-from rllib_hatrpo.experiments.tuned_script import run_tuned_example
 
 pytestmark = pytest.mark.component
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rllib_hatrpo.cli.main import build_parser
+from rllib_hatrpo.cli.tuned_example import parse_args
 from rllib_hatrpo.experiments import tuned
-from rllib_hatrpo.experiments.tuned_script import parse_args
 
 LEARNERS = ["--num-learners", "2", "--num-gpus-per-learner", "0.5"]
 SIMPLE_SPREAD = Path(__file__).resolve().parents[2] / "tuned_examples" / "mpe" / "simple_spread.py"

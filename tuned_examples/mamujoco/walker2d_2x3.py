@@ -16,8 +16,8 @@ Results to expect
 
 import sys
 
+from rllib_hatrpo.cli.tuned_example import run_tuned_example
 from rllib_hatrpo.experiments.tuned import TunedTask
-from rllib_hatrpo.experiments.tuned_script import run_tuned_example
 
 TASK = TunedTask(
     name="walker2d_2x3",
