@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from rllib_hatrpo.experiments.spec import SettingError
 
@@ -49,11 +50,12 @@ def as_usage_errors(flag_name: Callable[[str], str]) -> Iterator[None]:
         raise usage_error(err, flag_name) from err
 
 
-def init_ray(num_cpus: int | None) -> bool:
+def init_ray(num_cpus: int | None, runtime_env: dict[str, Any] | None = None) -> bool:
     """Starts Ray unless it already runs; returns whether this call started (or joined) it.
 
-    Under ``ray job submit`` (RAY_ADDRESS set) ``ray.init()`` joins that cluster; a local
-    instance gets ``num_cpus`` (None: all of the machine's) and no dashboard.
+    Under ``ray job submit`` (RAY_ADDRESS set) ``ray.init()`` joins that cluster with the
+    job's own runtime environment; a local instance gets ``num_cpus`` (None: all of the
+    machine's), no dashboard and ``runtime_env`` (None: none).
     """
     import ray
 
@@ -62,7 +64,7 @@ def init_ray(num_cpus: int | None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
     return True
 
 

@@ -6,8 +6,9 @@
 Writes, per seed, ``OUTPUT/seed_<s>/`` ``metrics.csv`` (one row per iteration, flushed as it
 goes), ``checkpoint/`` (replaced atomically), ``learning_curve.png`` and ``allocation.png``;
 with several seeds also ``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std
-over seeds), and ``OUTPUT/args.json`` (the flags, what ``--resume`` reads back). The flags
-become a :class:`~rllib_hatrpo.experiments.spec.RunSpec`; the training loop, the records, the
+over seeds), ``OUTPUT/args.json`` (the flags, what ``--resume`` reads back) and MuJoCo's
+warnings, ``OUTPUT/MUJOCO_LOG.TXT`` (instead of the current directory). The flags become a
+:class:`~rllib_hatrpo.experiments.spec.RunSpec`; the training loop, the records, the
 checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This module prints.
 """
 
@@ -56,6 +57,7 @@ from rllib_hatrpo.cli.printing import (
 )
 from rllib_hatrpo.experiments import spec as specs
 from rllib_hatrpo.experiments.loop import DEFAULT_STOP_ITERS, StopCriteria
+from rllib_hatrpo.experiments.mujoco_log import mujoco_log_in, worker_runtime_env
 from rllib_hatrpo.experiments.spec import EnvChoice, RunSpec
 
 #: Iterations between checkpoints of ``hatrpo train``: at most this many are lost to a crash.
@@ -251,42 +253,47 @@ def run(args: argparse.Namespace) -> int:
         resume.check_writable(output)
     stop = stop_criteria(args)
     config = run_spec(args, choice, allocator).to_config()
-    try:
-        config.validate()  # before Ray starts: errors name the config field to change
-    except (ValueError, TypeError) as err:
-        print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except ImportError as err:
-        print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    output.mkdir(parents=True, exist_ok=True)
-    if resuming:
-        resume.record_resume(output, flags(args), args.argv)
-    else:
-        resume.write_run_record(output, flags(args), args.argv, choice.env_config)
-    say(
-        f"HATRPO on {choice.label} {dict(choice.env_config)}, allocator {allocator_label}, "
-        f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {describe_stop(stop)}; "
-        f"{'resuming' if resuming else 'writing to'} {output}"
-    )
-    for plan in plans.values():
-        if plan is not None and plan.note:
-            say(plan.note)
-    started_ray = init_ray(args.num_cpus or args.num_env_runners + args.num_learners + 1)
-    try:
-        csvs = []
-        for seed in args.seeds:
-            run_dir = output / f"seed_{seed}"
-            csv_path, interrupted = _train_seed(config, seed, run_dir, stop, args, plans[seed])
-            csvs.append(csv_path)
-            if interrupted:
-                say("interrupted: stopping after this seed")
-                return EXIT_INTERRUPTED
-        if len(csvs) > 1:
-            write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
-        return EXIT_OK
-    finally:
-        shutdown_ray(started_ray)
+    # MuJoCo warnings go to OUTPUT/MUJOCO_LOG.TXT (from when the folder exists), not to ./
+    with mujoco_log_in(output) as mujoco_log:
+        try:
+            config.validate()  # before Ray starts: errors name the config field to change
+        except (ValueError, TypeError) as err:
+            print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except ImportError as err:
+            print(f"{args.parser.prog}: error: {err}", file=sys.stderr)
+            return EXIT_ERROR
+        output.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            resume.record_resume(output, flags(args), args.argv)
+        else:
+            resume.write_run_record(output, flags(args), args.argv, choice.env_config)
+        say(
+            f"HATRPO on {choice.label} {dict(choice.env_config)}, allocator {allocator_label}, "
+            f"agents {sorted(config.policies)}, seeds {args.seeds}; stop at {describe_stop(stop)}; "
+            f"{'resuming' if resuming else 'writing to'} {output}"
+        )
+        for plan in plans.values():
+            if plan is not None and plan.note:
+                say(plan.note)
+        started_ray = init_ray(
+            args.num_cpus or args.num_env_runners + args.num_learners + 1,
+            runtime_env=worker_runtime_env(mujoco_log),
+        )
+        try:
+            csvs = []
+            for seed in args.seeds:
+                run_dir = output / f"seed_{seed}"
+                csv_path, interrupted = _train_seed(config, seed, run_dir, stop, args, plans[seed])
+                csvs.append(csv_path)
+                if interrupted:
+                    say("interrupted: stopping after this seed")
+                    return EXIT_INTERRUPTED
+            if len(csvs) > 1:
+                write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
+            return EXIT_OK
+        finally:
+            shutdown_ray(started_ray)
 
 
 def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
