@@ -4,10 +4,11 @@
     hatrpo train --resume runs/spread --stop-iters 100
 
 Writes, per seed, ``OUTPUT/seed_<s>/`` ``metrics.csv`` (one row per iteration, flushed as it
-goes), ``checkpoint/`` (replaced atomically), ``learning_curve.png`` and ``allocation.png``;
-with several seeds also ``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std
-over seeds), ``OUTPUT/args.json`` (the flags, what ``--resume`` reads back) and MuJoCo's
-warnings, ``OUTPUT/MUJOCO_LOG.TXT`` (instead of the current directory). The flags become a
+goes) and its TensorBoard events (``events.out.tfevents.*``), ``checkpoint/`` (replaced
+atomically), ``learning_curve.png`` and ``allocation.png``; with several seeds also
+``OUTPUT/summary.csv`` and ``OUTPUT/learning_curve.png`` (mean ± std over seeds),
+``OUTPUT/args.json`` (the flags, what ``--resume`` reads back) and MuJoCo's warnings,
+``OUTPUT/MUJOCO_LOG.TXT`` (instead of the current directory). The flags become a
 :class:`~rllib_hatrpo.experiments.spec.RunSpec`; the training loop, the records, the
 checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This module prints.
 """
@@ -327,6 +328,7 @@ def _train_seed(
     from rllib_hatrpo.experiments.loop import train_iterations
     from rllib_hatrpo.experiments.records import MetricsCsv, save_checkpoint_atomically
     from rllib_hatrpo.experiments.resume import restore_seed
+    from rllib_hatrpo.experiments.tensorboard import TensorBoardScalars
 
     algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
     agents = sorted(algo.config.policies)
@@ -347,9 +349,14 @@ def _train_seed(
             steps = train_iterations(
                 algo, stop, checkpoint_every=args.checkpoint_every, restored=list(rows)
             )
-            with MetricsCsv(csv_path, agents, append=bool(rows)) as csv:
+            first_step = restored + 1 if restored else None  # TensorBoard drops later ones
+            with (
+                MetricsCsv(csv_path, agents, append=bool(rows)) as csv,
+                TensorBoardScalars(run_dir, first_step) as board,
+            ):
                 for step in steps:
                     csv.append(step.row)
+                    board.append(step.row)
                     rows.append(step.row)
                     say(progress_line(step.row, agents, seed))
                     if step.stop_reason:

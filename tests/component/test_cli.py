@@ -10,6 +10,7 @@ import math
 import pickle
 import re
 import shutil
+import struct
 import sys
 from pathlib import Path
 
@@ -351,3 +352,34 @@ def test_evaluate_a_checkpoint_of_an_env_registered_by_name(
     assert "over 1 episode (deterministic actions" in capsys.readouterr().out
     assert main(["evaluate", "checkpoint", "--env", "no_such_env"]) == 2
     assert "argument --env: unknown env 'no_such_env'" in capsys.readouterr().err
+
+
+def _event_scalars(run_dir: Path) -> dict[tuple[str, int], float]:
+    """(tag, step) -> value of the scalars in a folder's one TensorBoard event file."""
+    from tensorboardX.proto import event_pb2
+
+    (path,) = run_dir.glob("events.out.tfevents.*")
+    data, pos, scalars = path.read_bytes(), 0, {}
+    while pos < len(data):  # TFRecords: length (u64), its crc (u32), data, its crc (u32)
+        (length,) = struct.unpack("<Q", data[pos : pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+        pos += 12 + length + 4
+        for value in event.summary.value:
+            scalars[value.tag, event.step] = value.simple_value
+    return scalars
+
+
+def test_train_writes_every_csv_column_as_a_tensorboard_scalar(differential_game_run):
+    """Before: no event file."""
+    _, output = differential_game_run
+    scalars = _event_scalars(output / "seed_0")
+    frame = pd.read_csv(output / "seed_0" / "metrics.csv")
+    expected = {
+        (column, int(row["training_iteration"])): row[column]
+        for _, row in frame.iterrows()
+        for column in frame.columns
+        if not pd.isna(row[column])
+    }
+    assert set(scalars) == set(expected)
+    for key, value in expected.items():
+        assert scalars[key] == pytest.approx(value, rel=1e-6, abs=1e-30), key
