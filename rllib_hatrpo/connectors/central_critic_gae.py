@@ -8,7 +8,11 @@ every step (asserted here), and that alignment is what makes the element-wise
 ``compound_ratio`` of the sequential update valid.
 
 Writes ``Postprocessing.ADVANTAGES`` (standardised over valid rows) into every actor's batch,
-and the critic's batch ``{OBS: global state, VALUE_TARGETS, VF_PREDS (old values), LOSS_MASK}``.
+``AGENT_ACTIVE`` (bool per row: ``info[AGENT_ACTIVE_KEY]`` of the row's observation, True
+where absent, False on bootstrap rows) into the batch of every actor whose infos carry that
+key (an env with ``PettingZooEnv(dead_agents="black_death")``; agents that left stay aligned,
+with inactive rows), and the critic's batch
+``{OBS: global state, VALUE_TARGETS, VF_PREDS (old values), LOSS_MASK}``.
 With several learners the standardisation uses the mean and std of the union batch: the
 (sum, sum of squares, count) of every learner's shard are all-reduced.
 
@@ -29,9 +33,12 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from rllib_hatrpo.core import advantages
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
-from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
+from rllib_hatrpo.envs import AGENT_ACTIVE_KEY, ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
 from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY
 from rllib_hatrpo.torch.distributed import sum_reduce_fn
+
+AGENT_ACTIVE = "agent_active"
+"""Actor batch column: True on the rows where the agent acts (see ``AGENT_ACTIVE_KEY``)."""
 
 
 class CentralCriticGAE(ConnectorV2):
@@ -62,6 +69,7 @@ class CentralCriticGAE(ConnectorV2):
     ) -> Any:
         actor_ids = [mid for mid in batch if mid != SHARED_CRITIC_ID]
         columns = _team_columns(episodes)
+        active = _active_columns(episodes)
         critic = rl_module[SHARED_CRITIC_ID]
         critic = critic.unwrapped() if hasattr(critic, "unwrapped") else critic
         device = next(critic.parameters()).device
@@ -96,6 +104,8 @@ class CentralCriticGAE(ConnectorV2):
             if not torch.equal(torch.as_tensor(batch[mid][Columns.LOSS_MASK], device=device), mask):
                 raise RuntimeError(f"Rows of module {mid!r} are not aligned with the env steps.")
             batch[mid][Postprocessing.ADVANTAGES] = adv
+            if mid in active:
+                batch[mid][AGENT_ACTIVE] = to_tensor(active[mid], torch.bool) & mask
         batch[SHARED_CRITIC_ID] = {
             Columns.OBS: state,
             Postprocessing.VALUE_TARGETS: targets,
@@ -173,6 +183,24 @@ def _check_env_data(episode, team: np.ndarray) -> None:
         row = _first_non_finite(obs)
         if row is not None:
             raise _non_finite_error("observation", obs[row], aid, episode, row)
+
+
+def _active_columns(episodes) -> dict[str, np.ndarray]:
+    """Module ID -> ``info[AGENT_ACTIVE_KEY]`` per row (L + 1 per chunk, the bootstrap row
+    False), for the modules whose infos carry the key anywhere; True where a row lacks it."""
+    flags: dict[str, list[np.ndarray]] = {}
+    has_key: set[str] = set()
+    for episode in episodes:
+        for agent_ep in episode.agent_episodes.values():
+            n = len(agent_ep)
+            infos = agent_ep.get_infos()[:n]
+            mid = agent_ep.module_id
+            if any(AGENT_ACTIVE_KEY in info for info in infos):
+                has_key.add(mid)
+            chunk = np.array([bool(info.get(AGENT_ACTIVE_KEY, True)) for info in infos])
+            chunk[-1] = False
+            flags.setdefault(mid, []).append(chunk)
+    return {mid: np.concatenate(flags[mid]) for mid in has_key}
 
 
 def _team_columns(episodes) -> dict[str, np.ndarray]:

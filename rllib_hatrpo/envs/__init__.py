@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 GLOBAL_STATE_KEY = "global_state"
 """Key of the global state (float32, shape `state_space.shape`) in every agent's info dict."""
+AGENT_ACTIVE_KEY = "agent_active"  # Info: False once the agent left (dead_agents="black_death").
 
 ENV_TERMINATED_KEY = "env_terminated"
 """Info key: True at the step where the env terminated the episode, False otherwise.

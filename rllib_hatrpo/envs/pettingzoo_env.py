@@ -17,7 +17,8 @@ global state for its team critic and a team reward. This wrapper provides:
 - **Team reward**: every agent receives the same reward, the mean or the sum of the env's
   per-agent rewards; each agent's own reward is kept in `info[aid]["agent_reward"]`.
 - **Everyone acts at every step**: HATRPO's element-wise `compound_ratio` needs the agents' rows
-  aligned, so an env in which some agents leave while others continue raises `RuntimeError`.
+  aligned, so an env in which some agents leave while others continue raises `RuntimeError`,
+  unless `dead_agents="black_death"` keeps them in the episode (`rllib_hatrpo.envs.dead_agents`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
 from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
+from rllib_hatrpo.envs.dead_agents import DEAD_AGENTS_MODES, BlackDeath
 
 if TYPE_CHECKING:
     from pettingzoo import ParallelEnv
@@ -48,9 +50,8 @@ AGENT_REWARD_KEY = "agent_reward"
 _AGENTS_LEAVING = (
     "Agents leaving mid-episode are not supported: HATRPO needs every agent to act at every "
     "step (aligned rows for the sequential update). To run such an env, keep finished agents "
-    "in the episode with a zero observation: wrap it as PettingZooEnv(supersuit."
-    "black_death_v3(env)) (supersuit 3.11 reports each episode end one step late, after "
-    "stepping the finished env, and a time limit as a termination; see the README)."
+    "in the episode with a zero observation, masked out of their own update: "
+    "PettingZooEnv(env, dead_agents='black_death')."
 )
 
 
@@ -78,6 +79,7 @@ class PettingZooEnv(MultiAgentEnv):
         state_space: float32 1-D `Box` of the global state.
         global_state: The resolved global-state source, "state" or "concat_obs".
         team_reward: "mean" or "sum".
+        dead_agents: "error" or "black_death" (agents that finish while others go on).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class PettingZooEnv(MultiAgentEnv):
         *,
         team_reward: TeamReward = "mean",
         global_state: GlobalState = "auto",
+        dead_agents: Literal["error", "black_death"] = "error",
     ) -> None:
         """Wraps `env`; may reset it once to probe `env.state()`.
 
@@ -105,20 +108,23 @@ class PettingZooEnv(MultiAgentEnv):
                 multiwalker's does) gives zeros there, a placeholder the learner never reads;
                 one that raises anywhere else is a `RuntimeError` from `step()`/`reset()`.
                 "concat_obs": always the fallback.
+            dead_agents: Agents that finish while others go on. "error": a `RuntimeError`.
+                "black_death": they stay in every dict with a zero observation, their actions
+                are dropped, and `info[aid][AGENT_ACTIVE_KEY]` is False from then on (see
+                `rllib_hatrpo.envs.dead_agents`).
 
         Raises:
-            ValueError: Unknown `team_reward`/`global_state`, no agents, a non-`Box`
+            ValueError: Unknown `team_reward`/`global_state`/`dead_agents`, no agents, a non-`Box`
                 observation space, an unsupported action space, `global_state="state"` on an
                 env without `state()`, or a `state()` that does not match `env.state_space`.
         """
-        if team_reward not in TEAM_REWARD_MODES:
-            raise ValueError(
-                f"team_reward must be one of {TEAM_REWARD_MODES}, got {team_reward!r}."
-            )
-        if global_state not in GLOBAL_STATE_MODES:
-            raise ValueError(
-                f"global_state must be one of {GLOBAL_STATE_MODES}, got {global_state!r}."
-            )
+        for name, value, modes in [
+            ("team_reward", team_reward, TEAM_REWARD_MODES),
+            ("global_state", global_state, GLOBAL_STATE_MODES),
+            ("dead_agents", dead_agents, DEAD_AGENTS_MODES),
+        ]:
+            if value not in modes:
+                raise ValueError(f"{name} must be one of {modes}, got {value!r}.")
         super().__init__()
         self.env = env
         self.team_reward = team_reward
@@ -141,6 +147,11 @@ class PettingZooEnv(MultiAgentEnv):
         self.action_space = gym.spaces.Dict(self.action_spaces)
         self._episode_step = 0  # Steps since the last reset, for error messages.
         self.global_state, self.state_space = self._resolve_global_state(global_state)
+        self.dead_agents = dead_agents
+        self._black_death = None
+        if dead_agents == "black_death":
+            shapes = {aid: s.shape for aid, s in self.observation_spaces.items()}
+            self._black_death = BlackDeath(self.possible_agents, shapes)
 
     @override(MultiAgentEnv)
     def reset(
@@ -151,7 +162,8 @@ class PettingZooEnv(MultiAgentEnv):
         obs, infos = self.env.reset(seed=seed, options=options)
         self._episode_step = 0
         obs = self._convert_observations(obs, "reset()")
-        return obs, self._build_infos(infos, self._get_global_state(obs), None)
+        infos = self._build_infos(infos, self._get_global_state(obs), None)
+        return obs, infos if self._black_death is None else self._black_death.reset(infos)
 
     @override(MultiAgentEnv)
     def step(self, action_dict: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -170,6 +182,8 @@ class PettingZooEnv(MultiAgentEnv):
                 returned no observation for an agent, or its `state()` raised at a step that
                 did not terminate the episode (see `_get_global_state`).
         """
+        if self._black_death is not None:
+            return self._black_death.step(self, action_dict)
         missing = [aid for aid in self.possible_agents if aid not in action_dict]
         if missing:
             raise ValueError(

@@ -24,6 +24,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
+from rllib_hatrpo.connectors.central_critic_gae import AGENT_ACTIVE
 from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_ACTIVATION,
     DEFAULT_HIDDEN_SIZES,
@@ -95,13 +96,17 @@ class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
     def update_input_normalization(self, batch: dict[str, Any], reduce_fn: Any = None) -> None:
         """Folds the valid rows (``Columns.LOSS_MASK``) of ``batch[Columns.OBS]`` into the
         running mean/std of the observation (no-op without ``input_normalization="mean_std"``).
+        With the column ``AGENT_ACTIVE`` (agents that leave), only the valid rows where the
+        agent acts: the zero observations after it left are not its inputs' statistics.
 
         ``reduce_fn``: ``distributed.sum_reduce_fn()``, so that several learners stay equal.
         """
         norm = input_normalizer(self.pi)
         if norm is not None:
             obs = batch[Columns.OBS]
-            norm.update(obs.reshape(obs.shape[0], -1), batch.get(Columns.LOSS_MASK), reduce_fn)
+            mask = batch.get(AGENT_ACTIVE)  # loss_mask ∧ active, where present
+            mask = batch.get(Columns.LOSS_MASK) if mask is None else mask
+            norm.update(obs.reshape(obs.shape[0], -1), mask, reduce_fn)
 
     def state_label(self) -> str:
         """Names this module in errors about a saved state of another layout."""

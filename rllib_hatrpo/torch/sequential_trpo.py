@@ -8,6 +8,16 @@ the parameters untouched) and ``commit`` (write the step, update the compound ra
     compound_ratio  M^{i_{1:m}} = Π_{k ≤ m} π_new^{i_k}(a|o) / π_old^{i_k}(a|o)  (agent i_k's a, o)
     surrogate       L_i(θ) = mean[ π_θ(a_i|o_i) / π_old(a_i|o_i) · M · Â ]
 
+Agents that left the episode (``PettingZooEnv(dead_agents="black_death")``): on the rows where
+agent i is inactive (column ``AGENT_ACTIVE`` False) its action had no effect, so its means use
+only its valid active rows V_i = {t : loss_mask_t ∧ active_i,t} and its factor of M is 1 there::
+
+    surrogate       L_i(θ) = Σ_{t ∈ V_i} ratio_i,t · M_t · Â_t / |V_i|   (KL and Fisher alike)
+    compound_ratio  M ← M · where(active_i, π_new^i / π_old^i, 1)
+
+The team advantage and the critic use every valid row. Without the column (every agent always
+active) V_i is the valid rows and the computation is the one above, unchanged.
+
 Search directions are cached per agent until the next accepted commit changes M, so the
 KKT pre-pass direction of the first agent in the order is reused instead of being recomputed.
 
@@ -32,6 +42,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from torch import Tensor
 
+from rllib_hatrpo.connectors.central_critic_gae import AGENT_ACTIVE
 from rllib_hatrpo.core import trust_region as tr
 from rllib_hatrpo.core.allocation.protocol import Proposal
 
@@ -44,6 +55,9 @@ class _AgentData:
     actions: Tensor
     old_logp: Tensor
     old_dist: Any
+    mask: Tensor  # valid rows of this agent: loss_mask (∧ active)
+    n_valid: Tensor  # their count, all-reduced, ≥ 1
+    active: Tensor | None  # None: active on every row
 
 
 class TorchSequentialUpdate:
@@ -76,6 +90,13 @@ class TorchSequentialUpdate:
             with torch.no_grad():
                 dist = self._dist(module, batch[mid])
                 actions = batch[mid][Columns.ACTIONS]
+                active = batch[mid].get(AGENT_ACTIVE)
+                mask, count = self._mask, self._n_valid
+                if active is not None:
+                    active = active.bool()
+                    mask = self._mask & active
+                    count = mask.sum() if reduce_fn is None else reduce_fn(mask.sum())
+                    count = count.clamp(min=1)
                 self._data[mid] = _AgentData(
                     module=module,
                     params=[p for p in module.parameters() if p.requires_grad],
@@ -83,6 +104,9 @@ class TorchSequentialUpdate:
                     actions=actions,
                     old_logp=dist.logp(actions).detach(),
                     old_dist=dist,
+                    mask=mask,
+                    n_valid=count,
+                    active=active,
                 )
         self._directions: dict[str, tr.SearchDirection] = {}
         self.num_proposals = 0
@@ -118,7 +142,9 @@ class TorchSequentialUpdate:
                 direction.cg_residual,
                 skipped=True,
             )
-        (baseline,) = self._union_floats(self._masked_mean(self.compound_ratio * self._advantages))
+        (baseline,) = self._union_floats(
+            self._masked_mean(self.compound_ratio * self._advantages, data)
+        )
         last_logp: list[Tensor] = []
 
         def evaluate() -> tuple[float, float]:
@@ -126,8 +152,8 @@ class TorchSequentialUpdate:
                 dist = self._dist(data.module, data.batch)
                 logp = dist.logp(data.actions)
                 last_logp[:] = [logp]
-                surrogate = self._surrogate(logp, data.old_logp)
-                kl = self._masked_mean(data.old_dist.kl(dist))
+                surrogate = self._surrogate(logp, data)
+                kl = self._masked_mean(data.old_dist.kl(dist), data)
             surrogate_value, kl_value = self._union_floats(surrogate, kl)
             return surrogate_value - baseline, kl_value
 
@@ -164,7 +190,10 @@ class TorchSequentialUpdate:
         data = self._data[proposal.agent]
         tr.set_flat_params_(data.params, new_params)
         # No gradient flows through M: it multiplies the surrogate of later agents only.
-        self.compound_ratio = self.compound_ratio * torch.exp(new_logp - data.old_logp)
+        factor = torch.exp(new_logp - data.old_logp)
+        if data.active is not None:  # Its action had no effect where it was inactive.
+            factor = torch.where(data.active, factor, torch.ones_like(factor))
+        self.compound_ratio = self.compound_ratio * factor
         self._directions.clear()
 
     # -- internals -------------------------------------------------------------------------
@@ -174,24 +203,26 @@ class TorchSequentialUpdate:
             self.num_search_directions += 1
             data, cfg = self._data[agent], self._config
             dist = self._dist(data.module, data.batch)
-            surrogate = self._surrogate(dist.logp(data.actions), data.old_logp)
+            surrogate = self._surrogate(dist.logp(data.actions), data)
             policy_grad = tr.flat_grad(surrogate, data.params, retain_graph=True)
             if self._reduce is not None:
                 policy_grad = self._reduce(policy_grad)
-            mean_kl = self._masked_mean(data.old_dist.kl(dist))
+            mean_kl = self._masked_mean(data.old_dist.kl(dist), data)
             fvp = tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping, self._reduce)
             self._directions[agent] = tr.natural_gradient_direction(
                 policy_grad, fvp, cfg.cg_iters, cfg.cg_residual_tol
             )
         return self._directions[agent]
 
-    def _surrogate(self, logp: Tensor, old_logp: Tensor) -> Tensor:
-        ratio = torch.exp(logp - old_logp)
-        return self._masked_mean(ratio * self.compound_ratio * self._advantages)
+    def _surrogate(self, logp: Tensor, data: _AgentData) -> Tensor:
+        ratio = torch.exp(logp - data.old_logp)
+        return self._masked_mean(ratio * self.compound_ratio * self._advantages, data)
 
-    def _masked_mean(self, x: Tensor) -> Tensor:
-        """Σ_t mask_t x_t / N_valid: the mean on one learner, a partial mean on several."""
-        return torch.where(self._mask, x, torch.zeros_like(x)).sum() / self._n_valid
+    @staticmethod
+    def _masked_mean(x: Tensor, data: _AgentData) -> Tensor:
+        """Σ_{t ∈ V_i} x_t / |V_i| over agent i's valid (active) rows: the mean on one learner,
+        a partial mean on several."""
+        return torch.where(data.mask, x, torch.zeros_like(x)).sum() / data.n_valid
 
     def _union_floats(self, *partial_means: Tensor) -> list[float]:
         """The union batch's values of 0-dim partial means, in one collective."""

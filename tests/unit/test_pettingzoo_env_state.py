@@ -143,11 +143,11 @@ def test_agent_leaving_error_points_at_black_death():
     env.step(_ACTIONS)
     with pytest.raises(RuntimeError, match="leaving mid-episode are not supported") as info:
         env.step(_ACTIONS)
-    assert "supersuit.black_death_v3(env)" in str(info.value)
+    assert "PettingZooEnv(env, dead_agents='black_death')" in str(info.value)
 
 
 def test_black_death_runs_an_env_whose_agents_leave():
-    """The workaround the error names runs through episode ends (its caveats: see README)."""
+    """SuperSuit's black_death_v3 also runs through episode ends (its caveats: see README)."""
     supersuit = pytest.importorskip("supersuit")
     env = PettingZooEnv(supersuit.black_death_v3(_LeavingEnv()))
     for _ in range(2):
