@@ -16,6 +16,10 @@ on in the episode until the env has no agents left:
   last step terminated, truncated otherwise (a time limit bootstraps with V of the final
   state), the same rule as for agents that all finish at once.
 
+The global state is the wrapper's (`global_state="concat_obs"` holds the zero observations;
+an env `state()` that fails mid-episode once an agent left, as multiwalker's with
+`terminate_on_fall=False` does, is the wrapper's usual error, which names "concat_obs").
+
 Unlike SuperSuit's `black_death_v3` (3.11), the end is reported at the env's last step (not
 one step later), and a time limit stays a truncation.
 """
