@@ -18,6 +18,7 @@ import numpy as np
 
 from rllib_hatrpo.cli.args import Group, add_groups, flag, flag_namer, int_at_least
 from rllib_hatrpo.cli.common import EXIT_OK, as_usage_errors, say
+from rllib_hatrpo.experiments.evaluation import DEFAULT_VIDEO_WIDTH
 
 
 def groups() -> tuple[Group, ...]:
@@ -63,6 +64,14 @@ def groups() -> tuple[Group, ...]:
                     "mamujoco, mpe)",
                 ),
                 flag(
+                    "--render-width",
+                    type=int_at_least(16),
+                    default=DEFAULT_VIDEO_WIDTH,
+                    metavar="PIXELS",
+                    help="shrink recorded frames to this width; default: %(default)s (a GIF "
+                    "also keeps at most 15 frames per second; MP4 is far smaller)",
+                ),
+                flag(
                     "--render-frames",
                     type=int_at_least(1),
                     default=500,
@@ -93,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         check_video_path,
         load_checkpoint_policies,
         make_env,
+        prepare_frames,
         render_fps,
         run_episodes,
         write_video,
@@ -123,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         f"({mode} actions; {policies.path}; {time.monotonic() - start:.1f} s)"
     )
     if frames:
-        write_video(frames, args.render, render_fps(env))
+        frames, fps = prepare_frames(
+            frames,
+            render_fps(env),
+            width=args.render_width,
+            gif=args.render.suffix.lower() == ".gif",
+        )
+        write_video(frames, args.render, fps)
         print(f"wrote {args.render} ({len(frames)} frames of episode 1)")
     return EXIT_OK
