@@ -192,7 +192,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--num-samples KL values drawn log-uniformly per allocator and seed; optionally ASHA "
         "early stopping. Writes OUTPUT/tune/ (Tune's experiment), OUTPUT/curves.csv (every "
         "trial's iterations: method, seed, kl, env_steps, team_return, ...) and "
-        "OUTPUT/summary.csv (one row per trial). Rerunning the same command resumes it.",
+        "OUTPUT/summary.csv (one row per trial). Rerunning the same command resumes it; "
+        "rerunning it with a larger --stop-iters or --stop-timesteps trains every trial further.",
     )
     parser.set_defaults(run=run, parser=parser)
     return add_groups(parser, groups())
@@ -271,14 +272,16 @@ def run(args: argparse.Namespace) -> int:
     with as_usage_errors(flag_name):
         check_writable(output)
     try:
-        sweeps.check_same_sweep(output, plan(args))
+        extend = sweeps.check_same_sweep(output, plan(args))
     except PlanMismatchError as err:
         raise UsageError("--output", err.render(flag_name)) from err
     started_ray = init_ray(args.num_cpus)
     try:
         if not sweeps.sweep_exists(output):
             say(f"sweep on {label}: {_describe(sweep)}; writing to {output}")
-        outcome = sweeps.run_sweep(sweep, output, log=say)
+        outcome = sweeps.run_sweep(sweep, output, log=say, extend=extend)
+        if extend:
+            sweeps.record_sweep(output, plan(args))  # once every trial went on to the new stop
         print_table(outcome.summary, sweep.kl_param, output)
         if outcome.errors:
             say(f"{outcome.errors} trial(s) errored; rerun the same command to resume them")

@@ -150,6 +150,61 @@ def write_record(path: str | os.PathLike, record: Mapping[str, Any], **dump: Any
     os.replace(tmp, path)
 
 
+def grown(changes: Iterable[PlanChange], growable: Iterable[str]) -> bool:
+    """Whether ``changes`` only raise settings of ``growable`` (a number to a larger number)."""
+    changes, growable = list(changes), set(growable)
+    return bool(changes) and all(
+        c.setting in growable
+        and isinstance(c.recorded, int | float)
+        and isinstance(c.given, int | float)
+        and c.given >= c.recorded
+        for c in changes
+    )
+
+
+def check_plan(
+    path: str | os.PathLike,
+    plan: Mapping[str, Any],
+    *,
+    what: str,
+    hint: str,
+    section: str | None = None,
+    kind: str = "settings",
+    growable: Iterable[str] = (),
+) -> tuple[bool, list[PlanChange]]:
+    """Like :func:`check_same_plan`, but a plan may raise the settings of ``growable``.
+
+    A plan that differs from the record only in raising ``growable`` settings (a number to a
+    larger one, e.g. a stop criterion) is accepted, and left for the caller to record with
+    :func:`record_plan` once it has acted on it; a new plan is recorded at once.
+
+    Returns:
+        (whether the plan was recorded before, the growable settings it raises).
+
+    Raises:
+        PlanMismatchError: The plan differs otherwise (every differing setting is named).
+        ValueError: The record file is damaged.
+    """
+    record = read_record(path) or {}
+    recorded = record.get(section) if section is not None else (record or None)
+    if recorded is None:
+        record_plan(path, plan, section=section)
+        return False, []
+    changes = plan_changes(recorded, plan)
+    if not changes or grown(changes, growable):
+        return True, changes
+    raise mismatch(path, changes, what=what, hint=hint, kind=kind)
+
+
+def record_plan(
+    path: str | os.PathLike, plan: Mapping[str, Any], *, section: str | None = None
+) -> None:
+    """Writes ``plan`` to the record ``path`` (to its ``section``, keeping the others)."""
+    record = read_record(path) or {}
+    new = plain(dict(plan))
+    write_record(path, {**record, section: new} if section is not None else new)
+
+
 def check_same_plan(
     path: str | os.PathLike,
     plan: Mapping[str, Any],
@@ -176,13 +231,5 @@ def check_same_plan(
         PlanMismatchError: The recorded plan differs (every differing setting is named).
         ValueError: The record file is damaged.
     """
-    record = read_record(path) or {}
-    recorded = record.get(section) if section is not None else (record or None)
-    if recorded is not None:
-        changes = plan_changes(recorded, plan)
-        if changes:
-            raise mismatch(path, changes, what=what, hint=hint, kind=kind)
-        return True
-    new = plain(dict(plan))
-    write_record(path, {**record, section: new} if section is not None else new)
-    return False
+    recorded, _ = check_plan(path, plan, what=what, hint=hint, section=section, kind=kind)
+    return recorded

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rllib_hatrpo.experiments.records import (
@@ -150,3 +151,30 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_results(experiment: Path, output: Path, kl_param: str) -> Any:
+    """Writes ``curves.csv`` and ``summary.csv`` from the Tune experiment; returns the summary.
+
+    A trial that Tune restored from a checkpoint reports the iterations after that checkpoint
+    again; ``curves.csv`` keeps the last report of each (trial, iteration).
+    """
+    import pandas as pd
+
+    from rllib_hatrpo.experiments.tune import read_trials  # pandas only: no Ray import
+
+    curves = read_trials(experiment)
+    if curves.empty:
+        return pd.DataFrame()
+    curves = curves.drop_duplicates(subset=[TRIAL, TRAINING_ITERATION], keep="last")
+    curves[TRAINING_ITERATION] = curves[TRAINING_ITERATION].astype(int)
+    if TEAM_RETURN not in curves:
+        curves[TEAM_RETURN] = math.nan  # no episode finished in any trial yet
+    first = [METHOD, SEED, kl_param, TRAINING_ITERATION, ENV_STEPS, TEAM_RETURN, TRIAL]
+    first = [c for c in first if c in curves]
+    curves = curves[first + [c for c in curves.columns if c not in first]]
+    curves = curves.sort_values([TRIAL, TRAINING_ITERATION])
+    curves.to_csv(output / "curves.csv", index=False)
+    summary = trial_summary(curves, kl_param)
+    summary.to_csv(output / "summary.csv", index=False)
+    return summary

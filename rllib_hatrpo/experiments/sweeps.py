@@ -23,13 +23,13 @@ Output folder: ``tune/`` (Tune's experiment: one folder per trial with ``params.
 then every other metric; the layout ``benchmarks/compare.py``'s ``plot_task`` reads) and
 ``summary.csv`` (one row per trial: final and best team return). Running a sweep again in the
 same folder restores the experiment with ``Tuner.restore``: finished trials are kept,
-unfinished and errored ones continue from their last checkpoints.
+unfinished and errored ones continue from their last checkpoints. A rerun that only raises the
+stop criteria continues every trial, finished ones included, to the new stop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import Any
 
 from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.experiments.loop import StopCriteria
-from rllib_hatrpo.experiments.plans import check_same_plan
+from rllib_hatrpo.experiments.plans import check_plan, mismatch, record_plan
 from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN, TRAINING_ITERATION
 from rllib_hatrpo.experiments.spec import (
     RunSpec,
@@ -46,8 +46,8 @@ from rllib_hatrpo.experiments.spec import (
     ref,
     resolve_allocator,
 )
-from rllib_hatrpo.experiments.summaries import trial_summary
-from rllib_hatrpo.experiments.tune import METHOD, SEED, TRIAL
+from rllib_hatrpo.experiments.summaries import write_results
+from rllib_hatrpo.experiments.tune import METHOD, SEED
 
 #: Name of the Tune experiment folder inside the output folder.
 EXPERIMENT = "tune"
@@ -60,6 +60,8 @@ DEFAULT_KL_THRESHOLDS = (0.01,)
 #: The time axes of ASHA.
 ASHA_TIME_ATTRS = (ENV_STEPS, TRAINING_ITERATION)
 _ASHA_SETTINGS = ("asha_time_attr", "grace_period", "max_t")
+#: The plan's stop criteria, which a rerun may raise to train every trial further.
+STOP_SETTINGS = ("stop_iters", "stop_timesteps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,24 +288,37 @@ class SweepSpec:
 def check_same_sweep(output: Path, plan: Mapping[str, Any]) -> bool:
     """Records the sweep's plan in ``OUTPUT/sweep.json``; refuses a different sweep there.
 
+    A plan that only raises the recorded stop criteria (``stop_iters``, ``stop_timesteps``:
+    each from a number to a number at least as large) extends the sweep: it is accepted, and
+    recorded by :func:`record_sweep` once :func:`run_sweep` (with ``extend=True``) has
+    continued every trial to the new stop. A lower stop, or one added or dropped, is another
+    sweep; so is an extension of an ASHA sweep (its scheduler keeps the old ``max_t``).
+
     Args:
         output: The sweep's output folder.
         plan: What defines the sweep (``hatrpo tune`` records its flags, those that change
             where or how fast it runs left out).
 
     Returns:
-        Whether the plan was recorded before.
+        Whether the plan raises the recorded stop criteria (the sweep is extended).
 
     Raises:
         PlanMismatchError: ``output`` holds a sweep started with another plan.
     """
-    return check_same_plan(
-        output / SWEEP_FILE,
-        plan,
-        what="a sweep",
-        kind="flags",
-        hint=f"Rerun that sweep with its flags to resume it, or choose another {ref('output')}.",
+    hint = f"Rerun that sweep with its flags to resume it, or choose another {ref('output')}."
+    path = output / SWEEP_FILE
+    _, changes = check_plan(
+        path, plan, what="a sweep", kind="flags", hint=hint, growable=STOP_SETTINGS
     )
+    if changes and plan.get("scheduler") == "asha":
+        hint = f"An ASHA sweep cannot be extended: choose another {ref('output')}."
+        raise mismatch(path, changes, what="a sweep", kind="flags", hint=hint)
+    return bool(changes)
+
+
+def record_sweep(output: Path, plan: Mapping[str, Any]) -> None:
+    """Records ``plan`` as the sweep's in ``OUTPUT/sweep.json`` (after an extension)."""
+    record_plan(output / SWEEP_FILE, plan)
 
 
 def sweep_exists(output: Path) -> bool:
@@ -335,11 +350,17 @@ class SweepOutcome:
 
 
 def run_sweep(
-    sweep: SweepSpec, output: Path, *, log: Callable[[str], None] | None = None
+    sweep: SweepSpec,
+    output: Path,
+    *,
+    log: Callable[[str], None] | None = None,
+    extend: bool = False,
 ) -> SweepOutcome:
     """Runs (or resumes) the sweep in ``output`` and writes ``curves.csv`` and ``summary.csv``.
 
     Ray must be running. ``log`` receives the line saying that an experiment is resumed.
+    ``extend`` (the stop was raised, :func:`check_same_sweep`): the finished trials continue
+    from their last checkpoints to ``sweep``'s stop, as the unfinished ones do.
     """
     from ray import tune
 
@@ -363,6 +384,7 @@ def run_sweep(
         max_failures=sweep.max_failures,
         label="the sweep",
         log=log,
+        resume_finished=extend,
         param_space=sweep.param_space(),
         tune_config=tune.TuneConfig(
             metric=TEAM_RETURN,
@@ -376,30 +398,3 @@ def run_sweep(
     results = tuner.fit()
     summary = write_results(output / EXPERIMENT, output, sweep.kl_param)
     return SweepOutcome(summary=summary, errors=len(results.errors))
-
-
-def write_results(experiment: Path, output: Path, kl_param: str) -> Any:
-    """Writes ``curves.csv`` and ``summary.csv`` from the Tune experiment; returns the summary.
-
-    A trial that Tune restored from a checkpoint reports the iterations after that checkpoint
-    again; ``curves.csv`` keeps the last report of each (trial, iteration).
-    """
-    import pandas as pd
-
-    from rllib_hatrpo.experiments.tune import read_trials
-
-    curves = read_trials(experiment)
-    if curves.empty:
-        return pd.DataFrame()
-    curves = curves.drop_duplicates(subset=[TRIAL, TRAINING_ITERATION], keep="last")
-    curves[TRAINING_ITERATION] = curves[TRAINING_ITERATION].astype(int)
-    if TEAM_RETURN not in curves:
-        curves[TEAM_RETURN] = math.nan  # no episode finished in any trial yet
-    first = [METHOD, SEED, kl_param, TRAINING_ITERATION, ENV_STEPS, TEAM_RETURN, TRIAL]
-    first = [c for c in first if c in curves]
-    curves = curves[first + [c for c in curves.columns if c not in first]]
-    curves = curves.sort_values([TRIAL, TRAINING_ITERATION])
-    curves.to_csv(output / "curves.csv", index=False)
-    summary = trial_summary(curves, kl_param)
-    summary.to_csv(output / "summary.csv", index=False)
-    return summary

@@ -70,7 +70,9 @@ def train_trial(
     :func:`~rllib_hatrpo.experiments.checkpoints.restore_checkpoint`): a checkpoint that is
     damaged, incomplete or cannot be restored raises a ``CheckpointError`` naming the file, so
     the trial errors rather than silently starting afresh or continuing with missing parts.
-    Each report is the iteration's ``metrics.csv`` row without its NaN values.
+    Each report is the iteration's ``metrics.csv`` row without its NaN values. A trial
+    restored at or past its budget (a finished trial resumed for a raised stop that it had
+    reached already, on its other criterion) trains and reports nothing.
 
     Args:
         config: The trial's parameters (Tune's resolved ``param_space``; Tune requires the
@@ -101,6 +103,8 @@ def train_trial(
                     restore_checkpoint(algo, path)
                 except CheckpointError as err:
                     raise CheckpointError(f"{err}. {_FIX}") from err
+            if _reached(algo, stop):
+                return  # a finished trial resumed by an extension it does not need
         for step in train_iterations(algo, stop, checkpoint_every=checkpoint_every):
             row = finite_values(step.row)
             if step.stop_reason or step.checkpoint_due:
@@ -111,6 +115,16 @@ def train_trial(
                 tune.report(row)
     finally:
         algo.stop()
+
+
+def _reached(algo: Any, stop: Any) -> bool:
+    """Whether a restored ``algo`` has reached ``stop``'s iterations or env steps already."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    steps = algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+    return (stop.iters is not None and algo.iteration >= stop.iters) or (
+        stop.timesteps is not None and steps >= stop.timesteps
+    )
 
 
 def make_trainable(
@@ -163,6 +177,7 @@ def restore_or_create_tuner(
     max_failures: int = 0,
     label: str = "the Tune experiment",
     log: Callable[[str], None] | None = None,
+    resume_finished: bool = False,
     **tuner_kwargs: Any,
 ) -> Any:
     """The Tune experiment ``storage/name``: restored if it exists, else a new ``Tuner``.
@@ -172,6 +187,11 @@ def restore_or_create_tuner(
     check the plan first, :func:`rllib_hatrpo.experiments.plans.check_same_plan`). A new one
     keeps each trial's latest checkpoint only.
 
+    With ``resume_finished``, finished (``TERMINATED``) trials continue too, from their last
+    checkpoints: how a larger budget, bound into ``trainable``, extends an experiment. Tune's
+    ``Tuner.restore`` flags cannot resume finished trials; its ``ResumeConfig(finished=RESUME)``
+    (passed as ``_resume_config``, marked experimental in Ray 2.x) does.
+
     Args:
         storage: Tune's storage path (a local folder or a URI).
         name: The experiment's name (its folder under ``storage``).
@@ -179,16 +199,22 @@ def restore_or_create_tuner(
         max_failures: Retries of a failed trial from its last checkpoint.
         label: What the "resuming ..." message calls the experiment.
         log: Called with that message when the experiment is restored (default: no message).
+        resume_finished: Continue the finished trials as well (see above).
         **tuner_kwargs: ``param_space``, ``tune_config`` ... of a new ``tune.Tuner``.
     """
     from ray import tune
 
     path = experiment_path(storage, name)
     if tune.Tuner.can_restore(path):
+        resume = tune.ResumeConfig.ResumeType.RESUME
+        kept = "continue to the new stop" if resume_finished else "are kept"
         if log is not None:
-            log(f"resuming {label} in {path}: finished trials are kept")
+            log(f"resuming {label} in {path}: finished trials {kept}")
+        finished = resume if resume_finished else tune.ResumeConfig.ResumeType.SKIP
         return tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+            path,
+            trainable=trainable,
+            _resume_config=tune.ResumeConfig(finished=finished, unfinished=resume, errored=resume),
         )
     run_config = tune.RunConfig(
         name=name,

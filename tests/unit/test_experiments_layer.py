@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from rllib_hatrpo.experiments.plans import PlanMismatchError, check_same_plan, plan_changes
+from rllib_hatrpo.experiments.plans import (
+    PlanMismatchError,
+    check_plan,
+    check_same_plan,
+    plan_changes,
+    record_plan,
+)
 from rllib_hatrpo.experiments.resume import ResumeError, merge_flags
 from rllib_hatrpo.experiments.spec import SettingError, ref
 from rllib_hatrpo.experiments.summaries import final_return, final_value, markdown_table
@@ -77,6 +83,27 @@ def test_plan_record_is_written_once_then_compared(tmp_path):
     assert "holds a sweep started with other settings" in message
     assert "(--kl: 0.01 then, 0.02 now; --seeds: [0, 1] then, [0] now). Rerun it." in message
     assert pickle.loads(pickle.dumps(error.value)).changes == error.value.changes
+
+
+def test_plan_may_raise_its_growable_settings_and_records_them_when_told(tmp_path):
+    path = tmp_path / "sweep.json"
+    plan = {"seeds": [0], "stop_iters": 1, "stop_timesteps": None}
+    stops = ("stop_iters", "stop_timesteps")
+    assert check_plan(path, plan, what="a sweep", hint="", growable=stops) == (False, [])
+    recorded, raised = check_plan(
+        path, {**plan, "stop_iters": 2}, what="a sweep", hint="", growable=stops
+    )
+    assert recorded and [(c.setting, c.recorded, c.given) for c in raised] == [("stop_iters", 1, 2)]
+    assert json.loads(path.read_text())["stop_iters"] == 1  # the caller records it
+    record_plan(path, {**plan, "stop_iters": 2})
+    assert json.loads(path.read_text())["stop_iters"] == 2
+    for other in ({"stop_iters": 1}, {"stop_timesteps": 400}, {"stop_iters": 3, "seeds": [1]}):
+        with pytest.raises(PlanMismatchError):
+            check_plan(
+                path, {**plan, "stop_iters": 2, **other}, what="a sweep", hint="", growable=stops
+            )
+    with pytest.raises(PlanMismatchError):  # not growable unless named
+        check_plan(path, {**plan, "stop_iters": 3}, what="a sweep", hint="")
 
 
 def test_plan_sections_keep_one_plan_per_task(tmp_path):
