@@ -104,7 +104,8 @@ def run_tuned_example(
 ) -> int:
     """Trains ``task`` through Ray Tune (one trial per seed); returns the exit code.
 
-    A rerun of the same command resumes an interrupted experiment from its checkpoints; a
+    A rerun of the same command resumes an interrupted experiment from its checkpoints; one
+    with a larger ``--stop-timesteps`` trains the finished run further from its checkpoints; a
     rerun with other seeds or EnvRunners in the same storage path is refused (exit code 2).
 
     Args:

@@ -233,3 +233,36 @@ def check_same_plan(
     """
     recorded, _ = check_plan(path, plan, what=what, hint=hint, section=section, kind=kind)
     return recorded
+
+
+def rename_shorter_run(
+    storage: str | os.PathLike,
+    name: str,
+    prefix: str,
+    plan: Mapping[str, Any],
+    record_file: str,
+    *,
+    growable: Iterable[str],
+) -> bool:
+    """Renames the longest shorter run of ``plan`` to ``name``, so that a rerun extends it.
+
+    For experiments named by their budget (``<prefix><budget>``): if the local ``storage``
+    has no folder ``name``, the folders ``<prefix><N>`` whose record ``record_file`` differs
+    from ``plan`` only in raising ``growable`` settings are candidates; the one with the
+    largest N is renamed to ``name`` (Ray Tune restores a moved experiment). A URI is left
+    alone.
+
+    Returns:
+        Whether a run was renamed.
+    """
+    if "://" in str(storage) or Path(storage, name).exists():
+        return False
+    shorter = []
+    for folder in Path(storage).glob(f"{prefix}*"):
+        budget = folder.name[len(prefix) :]
+        record = read_record(folder / record_file) if budget.isdigit() else None
+        if record is not None and grown(plan_changes(record, plan), growable):
+            shorter.append((int(budget), folder))
+    if shorter:
+        max(shorter)[1].rename(Path(storage, name))
+    return bool(shorter)

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
-from rllib_hatrpo.experiments.plans import check_same_plan
+from rllib_hatrpo.experiments.plans import (
+    check_plan,
+    check_same_plan,
+    record_plan,
+    rename_shorter_run,
+)
 from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN
 from rllib_hatrpo.experiments.spec import ref
 from rllib_hatrpo.experiments.summaries import FINAL_FRACTION, final_return
@@ -262,6 +267,27 @@ def check_same_task_plan(storage_path: str, name: str, plan: Mapping[str, Any]) 
     )
 
 
+def check_task_plan(storage_path: str, name: str, plan: Mapping[str, Any]) -> bool:
+    """:func:`check_same_task_plan`, but a larger ``stop_timesteps`` is accepted.
+
+    Returns:
+        Whether ``plan`` raises the recorded ``stop_timesteps`` (the run is extended; record
+        the plan with :func:`~rllib_hatrpo.experiments.plans.record_plan` once it trained).
+    """
+    if "://" in storage_path:
+        return False
+    folder = Path(storage_path, name)
+    _, raised = check_plan(
+        folder / PLAN_FILE,
+        plan,
+        what="a tuned example run",
+        hint="Rerunning resumes that experiment with its own settings: to train others, use "
+        f"another {ref('storage_path')} (or delete {folder}).",
+        growable=("stop_timesteps",),
+    )
+    return bool(raised)
+
+
 def train_task(
     task: TunedTask,
     *,
@@ -281,7 +307,11 @@ def train_task(
     Ray must be running. The experiment is ``<storage_path>/<task>_<method>_<env_steps>``; a
     rerun restores it (finished trials are kept, the others continue from their last
     checkpoints) after checking that ``method``, ``seeds``, ``env_steps``, ``num_env_runners``
-    and the learner settings are those it was started with.
+    and the learner settings are those it was started with. A larger ``env_steps`` extends
+    the longest shorter run of the same settings
+    (:func:`~rllib_hatrpo.experiments.plans.rename_shorter_run`): its folder is
+    renamed to the new budget and every trial, finished ones too, continues from its last
+    checkpoint to ``env_steps``.
 
     Args:
         task: The task.
@@ -314,7 +344,9 @@ def train_task(
     if num_gpus_per_learner:
         resources["num_gpus_per_learner"] = num_gpus_per_learner
     plan = {METHOD: method, "seeds": list(seeds), "stop_timesteps": env_steps, **resources}
-    check_same_task_plan(storage, name, plan)
+    prefix = experiment_name(task, method, "")
+    rename_shorter_run(storage, name, prefix, plan, PLAN_FILE, growable=("stop_timesteps",))
+    extend = check_task_plan(storage, name, plan)
     trainable = make_trainable(
         task.build_trial_config,
         env_steps=env_steps,
@@ -326,6 +358,7 @@ def train_task(
         name,
         trainable,
         log=log,
+        resume_finished=extend,
         param_space={
             METHOD: method,
             SEED: tune.grid_search(list(seeds)),
@@ -337,6 +370,8 @@ def train_task(
     )
     tuner.fit()
     path = f"{storage.rstrip('/')}/{name}"
+    if extend:
+        record_plan(Path(path, PLAN_FILE), plan)  # every trial went on to the new stop
     return path, seed_results(path)
 
 

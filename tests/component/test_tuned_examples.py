@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import pandas as pd
 import pytest
 
 from rllib_hatrpo.cli.tuned_example import run_tuned_example
@@ -108,3 +110,35 @@ def test_as_test_fails_below_and_passes_above_the_threshold(ray_session, tmp_pat
     # Other seeds in the same experiment folder: refused before anything trains.
     assert run_tuned_example(reachable, [*argv, "--seeds", "0", "1"], err=sys.stderr) == 2
     assert "--seeds: [0] then, [0, 1] now" in capsys.readouterr().err
+
+
+def test_a_larger_stop_timesteps_extends_the_finished_run(ray_session, tmp_path, capsys):
+    """One iteration of 400 env steps, then the same command with --stop-timesteps 800.
+
+    The finished trial continues from its checkpoint in the same (renamed) experiment: its
+    iteration 2 follows iteration 1 and the plan record says 800.
+    """
+    base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
+    tiny = dataclasses.replace(
+        base,
+        env_steps=TINY_BATCH,
+        training={**base.training, "train_batch_size_per_learner": TINY_BATCH},
+        episodes_for_smoothing=10,
+    )
+    argv = ["--storage-path", str(tmp_path), "--checkpoint-every", "1"]
+    assert run_tuned_example(tiny, argv, out=sys.stdout, err=sys.stderr) == 0
+    (first,) = tmp_path.glob("simple_spread_uniform_400/*/progress.csv")
+    trial = first.parent.name
+    capsys.readouterr()
+
+    longer = [*argv, "--stop-timesteps", str(2 * TINY_BATCH)]
+    assert run_tuned_example(tiny, longer, out=sys.stdout, err=sys.stderr) == 0
+    out = capsys.readouterr().out
+    assert "finished trials continue to the new stop" in out
+    assert "after 800 env steps" in out
+    assert not (tmp_path / "simple_spread_uniform_400").exists()
+    experiment = tmp_path / "simple_spread_uniform_800"
+    rows = pd.read_csv(experiment / trial / "progress.csv")
+    assert rows["training_iteration"].tolist() == [1, 2]
+    assert rows["env_steps"].tolist() == [TINY_BATCH, 2 * TINY_BATCH]
+    assert json.loads((experiment / "tuned_example.json").read_text())["stop_timesteps"] == 800

@@ -20,6 +20,7 @@ from rllib_hatrpo.experiments.plans import (
     check_same_plan,
     plan_changes,
     record_plan,
+    rename_shorter_run,
 )
 from rllib_hatrpo.experiments.resume import ResumeError, merge_flags
 from rllib_hatrpo.experiments.spec import SettingError, ref
@@ -104,6 +105,24 @@ def test_plan_may_raise_its_growable_settings_and_records_them_when_told(tmp_pat
             )
     with pytest.raises(PlanMismatchError):  # not growable unless named
         check_plan(path, {**plan, "stop_iters": 3}, what="a sweep", hint="")
+
+
+def test_the_longest_shorter_run_of_a_plan_is_renamed_to_the_new_budget(tmp_path):
+    plan = {"seeds": [0], "stop_timesteps": 800}
+    for steps, seeds in ((200, [0]), (400, [0]), (600, [1]), (1000, [0])):
+        record_plan(
+            tmp_path / f"task_{steps}" / "plan.json", {"seeds": seeds, "stop_timesteps": steps}
+        )
+    grow = {"growable": ("stop_timesteps",)}
+    assert rename_shorter_run(tmp_path, "task_800", "task_", plan, "plan.json", **grow)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "task_1000",
+        "task_200",
+        "task_600",
+        "task_800",
+    ]  # 400 became 800; 600 has other seeds, 1000 is longer
+    assert json.loads((tmp_path / "task_800" / "plan.json").read_text())["stop_timesteps"] == 400
+    assert not rename_shorter_run(tmp_path, "task_800", "task_", plan, "plan.json", **grow)
 
 
 def test_plan_sections_keep_one_plan_per_task(tmp_path):
