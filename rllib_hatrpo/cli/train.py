@@ -10,7 +10,10 @@ atomically), ``learning_curve.png`` and ``allocation.png``; with several seeds a
 ``OUTPUT/args.json`` (the flags, what ``--resume`` reads back) and MuJoCo's warnings,
 ``OUTPUT/MUJOCO_LOG.TXT`` (instead of the current directory). The flags become a
 :class:`~rllib_hatrpo.experiments.spec.RunSpec`; the training loop, the records, the
-checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This module prints.
+checkpoints and the resume checks are :mod:`rllib_hatrpo.experiments`'. This module prints:
+one line per iteration with the run's progress and ETA
+(:class:`~rllib_hatrpo.cli.printing.RunProgress`); known-harmless Ray/RLlib messages stay
+hidden unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -46,13 +49,16 @@ from rllib_hatrpo.cli.common import (
     UsageError,
     as_usage_errors,
     init_ray,
+    known_messages_hidden,
+    quiet_runtime_env,
     say,
     shutdown_ray,
 )
 from rllib_hatrpo.cli.printing import (
+    RunProgress,
     describe_stop,
     plot_seed,
-    progress_line,
+    progress_line,  # noqa: F401 (re-exported by rllib_hatrpo.cli.main)
     seed_result,
     write_seed_summary,
 )
@@ -138,6 +144,11 @@ def groups() -> tuple[Group, ...]:
             "unfinished seed restarts from its last checkpoint and appends to its metrics.csv. "
             "Only stop flags, --num-cpus, --checkpoint-every and the EnvRunner restart flags "
             "may change, e.g. --resume RUN_DIR --stop-iters 100",
+        ),
+        flag(
+            "--verbose",
+            action="store_true",
+            help="also show the known-harmless Ray/RLlib start-up messages hidden by default",
         ),
     )
     return (
@@ -227,15 +238,24 @@ def stop_criteria(args: argparse.Namespace) -> StopCriteria:
 
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags of a parsed command line (what ``args.json`` records)."""
-    return flag_values(args)
+    """The flags of a parsed command line (what ``args.json`` records; not ``--verbose``)."""
+    return {key: value for key, value in flag_values(args).items() if key != "verbose"}
 
 
 # --------------------------------------------------------------------------- the command
 
 
 def run(args: argparse.Namespace) -> int:
-    """``hatrpo train``: checks the flags, then trains (or continues) every seed in turn."""
+    """``hatrpo train``: checks the flags, then trains (or continues) every seed in turn.
+
+    Known-harmless Ray/RLlib messages stay hidden (in the driver and the workers it starts)
+    unless ``--verbose``.
+    """
+    with known_messages_hidden(not args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rllib_hatrpo.experiments import resume
 
     resuming = args.resume is not None
@@ -277,23 +297,29 @@ def run(args: argparse.Namespace) -> int:
         for plan in plans.values():
             if plan is not None and plan.note:
                 say(plan.note)
+        runtime_env = worker_runtime_env(mujoco_log)
         started_ray = init_ray(
             args.num_cpus or args.num_env_runners + args.num_learners + 1,
-            runtime_env=worker_runtime_env(mujoco_log),
+            runtime_env=runtime_env if args.verbose else quiet_runtime_env(runtime_env),
         )
+        progress = RunProgress(stop, args.seeds)
         try:
             csvs = []
             for seed in args.seeds:
                 run_dir = output / f"seed_{seed}"
-                csv_path, interrupted = _train_seed(config, seed, run_dir, stop, args, plans[seed])
+                csv_path, interrupted = _train_seed(
+                    config, seed, run_dir, stop, args, plans[seed], progress
+                )
                 csvs.append(csv_path)
                 if interrupted:
-                    say("interrupted: stopping after this seed")
+                    progress.say("interrupted: stopping after this seed")
                     return EXIT_INTERRUPTED
+            progress.close()
             if len(csvs) > 1:
                 write_seed_summary(output, args.seeds, csvs, f"{choice.label} {allocator_label}")
             return EXIT_OK
         finally:
+            progress.close()
             shutdown_ray(started_ray)
 
 
@@ -304,8 +330,11 @@ def _resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     with as_usage_errors(flag_name):
         record = load_run_record(args.resume)
         given = given_flags(groups(), args.argv[2:])
+        given.pop("verbose", None)  # not a flag of the run: any command may give it
         merged = merge_flags(record["flags"], given, flags(args.parser.parse_args([])), args.resume)
-    return argparse.Namespace(**merged, run=args.run, parser=args.parser, argv=args.argv)
+    return argparse.Namespace(
+        **merged, verbose=args.verbose, run=args.run, parser=args.parser, argv=args.argv
+    )
 
 
 def _timestamp() -> str:
@@ -318,9 +347,12 @@ def _train_seed(
     run_dir: Path,
     stop: StopCriteria,
     args: argparse.Namespace,
-    plan: Any = None,
+    plan: Any,
+    progress: RunProgress,
 ) -> tuple[Path, bool]:
     """Trains one seed, or continues it (``plan``: a ``resume.SeedResume``).
+
+    Prints through ``progress``, the whole run's.
 
     Returns:
         (its metrics.csv, whether Ctrl-C interrupted it).
@@ -330,6 +362,7 @@ def _train_seed(
     from rllib_hatrpo.experiments.resume import restore_seed
     from rllib_hatrpo.experiments.tensorboard import TensorBoardScalars
 
+    say = progress.say
     algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
     agents = sorted(algo.config.policies)
     csv_path = run_dir / "metrics.csv"
@@ -340,10 +373,12 @@ def _train_seed(
         with as_usage_errors(flag_name):
             rows = restore_seed(algo, plan) if plan is not None else []
         restored = len(rows)
+        progress.restored(seed, rows)
         if rows:
             say(f"seed {seed}: restored iteration {restored} from {plan.checkpoint}")
         reason = stop.finished(rows)
         if reason:
+            progress.finished(seed)
             say(f"seed {seed}: already finished ({reason}); nothing to train")
         else:
             steps = train_iterations(
@@ -358,8 +393,9 @@ def _train_seed(
                     csv.append(step.row)
                     board.append(step.row)
                     rows.append(step.row)
-                    say(progress_line(step.row, agents, seed))
+                    progress.iteration(seed, step.row, agents)
                     if step.stop_reason:
+                        progress.finished(seed)
                         say(f"seed {seed}: stopped at {step.stop_reason}")
                     elif step.checkpoint_due:
                         save_checkpoint_atomically(algo, run_dir / "checkpoint")

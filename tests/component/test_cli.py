@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import re
@@ -383,3 +384,57 @@ def test_train_writes_every_csv_column_as_a_tensorboard_scalar(differential_game
     assert set(scalars) == set(expected)
     for key, value in expected.items():
         assert scalars[key] == pytest.approx(value, rel=1e-6, abs=1e-30), key
+
+
+def _train_differential_game(output, *flags):
+    return main(
+        [
+            "train",
+            "--env",
+            "differential_game",
+            "--num-env-runners",
+            "0",
+            "--train-batch-size",
+            "64",
+            "--output",
+            str(output),
+            *flags,
+        ]
+    )
+
+
+def test_train_prints_progress_over_seeds_and_hides_known_harmless_warnings(
+    ray_session, tmp_path, capsys
+):
+    """Not a terminal: plain lines, each iteration's with the whole run's percentage and ETA.
+
+    Ray's log handlers keep the stderr of their import, so the hidden message is looked for
+    with a handler of its own logger (its filters run before any handler).
+    """
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    util_logger = logging.getLogger("ray.tune.utils.util")  # "Install gputil" at every build
+    util_logger.addHandler(handler)
+    try:
+        code = _train_differential_game(tmp_path / "q", "--stop-iters", "2", "--seeds", "0", "1")
+        out = capsys.readouterr().out
+        quiet = list(seen)
+        assert _train_differential_game(tmp_path / "v", "--stop-iters", "1", "--verbose") == 0
+    finally:
+        util_logger.removeHandler(handler)
+    assert code == 0
+    assert "\r" not in out
+    lines = [line for line in out.splitlines() if re.match(r"seed \d \| iter", line)]
+    percentages = [re.search(r"\| +(\d+)% ETA (\d+:\d\d|-)$", line) for line in lines]
+    assert all(percentages), lines
+    assert [int(m.group(1)) for m in percentages] == [25, 50, 75, 100]
+    assert percentages[-1].group(2) == "0:00"
+    assert not [m for m in quiet if "Install gputil" in m]
+    assert [m for m in seen if "Install gputil" in m]  # --verbose shows it
+    # --verbose is no flag of the run: not recorded, and a resume may give it.
+    assert "verbose" not in json.loads((tmp_path / "v" / "args.json").read_text())["flags"]
+    assert main(["train", "--resume", str(tmp_path / "q"), "--verbose"]) == 0
+    assert "seed 1: already finished" in capsys.readouterr().out
