@@ -194,6 +194,11 @@ class RunProgress:
         self._set(seed, rows[-1] if rows else None)
         self._start_fraction += (self._done[seed] - before) / len(self.seeds)
 
+    def starting(self, seed: int) -> None:
+        """A seed is being built (seconds): the bar shows it from now."""
+        self._seed = seed
+        self._redraw()
+
     def iteration(self, seed: int, row: Mapping[str, float], agents: Sequence[str]) -> None:
         """Prints a seed's iteration: its progress line, with the run's percentage and ETA."""
         self._set(seed, row)

@@ -363,6 +363,7 @@ def _train_seed(
     from rllib_hatrpo.experiments.tensorboard import TensorBoardScalars
 
     say = progress.say
+    progress.starting(seed)
     algo = config.copy(copy_frozen=False).debugging(seed=seed).build_algo()
     agents = sorted(algo.config.policies)
     csv_path = run_dir / "metrics.csv"

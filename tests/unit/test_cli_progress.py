@@ -99,6 +99,8 @@ class _Terminal(io.StringIO):
 def test_run_progress_on_a_terminal_redraws_one_bar_line():
     out, clock = _Terminal(), _Clock()
     progress = RunProgress(StopCriteria(iters=4), [0], stream=out, clock=clock)
+    progress.starting(0)  # the bar shows while the seed's algorithm is built
+    assert out.getvalue() == "\r\033[K[------------------------]   0% ETA - | seed 1/1"
     clock.now += 4
     progress.iteration(0, _row(1), AGENTS)
     progress.say("a note")
