@@ -44,48 +44,6 @@ def _progress_files(output):
     return {p: p.read_text() for p in (output / "tune").glob("*/progress.csv")}
 
 
-def test_sweep_writes_curves_and_summary_and_resumes(ray_session, tmp_path, capsys):
-    """Two trials (uniform, kkt) of 2 iterations, then the same command again.
-
-    About 35 s on 2 cores shared with other jobs (135 s when they are saturated): Tune starts a
-    process per trial, then restores the experiment.
-    """
-    output = tmp_path / "sweep"
-    assert main([*SWEEP, "--output", str(output)]) == 0
-    out = capsys.readouterr().out
-    assert "best trial: method" in out
-    curves = pd.read_csv(output / "curves.csv")
-    first = ["method", "seed", "kl_threshold", "training_iteration", "env_steps", "team_return"]
-    assert list(curves.columns[: len(first)]) == first
-    for method in ("uniform", "kkt"):
-        runs = curves[curves["method"] == method]
-        assert runs["training_iteration"].tolist() == [1, 2]
-        assert runs["env_steps"].tolist() == [200, 400]
-        assert (runs["kl_threshold"] == 0.01).all() and runs["team_return"].notna().all()
-    summary = pd.read_csv(output / "summary.csv")
-    assert sorted(summary["method"]) == ["kkt", "uniform"]
-    assert (summary["iterations"] == 2).all() and summary["final_team_return"].notna().all()
-    trained = _progress_files(output)
-    assert len(trained) == 2
-    # Each trial's last checkpoint, as Tune stored it, passes the checks of a restore.
-    checkpoints = sorted((output / "tune").glob("*/checkpoint_*"))
-    assert len(checkpoints) == 2
-    for checkpoint in checkpoints:
-        assert (checkpoint / MANIFEST_FILE).is_file()
-        check_checkpoint_files(checkpoint)
-
-    # The same command again restores the experiment: nothing is trained twice.
-    assert main([*SWEEP, "--output", str(output)]) == 0
-    assert "resuming the sweep" in capsys.readouterr().out
-    assert _progress_files(output) == trained
-    again = pd.read_csv(output / "curves.csv")
-    pd.testing.assert_frame_equal(again[first], curves[first])
-
-    # Another sweep in the same folder is refused before anything runs.
-    assert main([*SWEEP, "--output", str(output), "--seeds", "0", "1"]) == 2
-    assert "holds a sweep started with other flags" in capsys.readouterr().err
-
-
 def test_search_space_grid_random_and_asha_defaults():
     from ray import tune
 
@@ -141,43 +99,63 @@ def test_sweep_trials_use_the_env_suites_batch_like_train():
     assert sweep.base.train_batch_size == 64
 
 
-def test_a_larger_stop_extends_every_trial_from_its_checkpoint(ray_session, tmp_path, capsys):
-    """A 1-iteration sweep of 2 trials, then the same command with --stop-iters 2.
+def test_sweep_writes_curves_and_summary_resumes_and_extends(ray_session, tmp_path, capsys):
+    """Two trials (uniform, kkt) of 1 iteration; the same command with --stop-iters 2; again.
 
-    Both trials were finished: they continue from their iteration-1 checkpoints (same trial
-    folders, iteration 2's row after iteration 1's, the env steps going on) and the plan
-    record says 2. About 60 s on 2 cores: three Tune runs.
+    Both trials were finished: with the larger stop they continue from their iteration-1
+    checkpoints (same trial folders, iteration 2's row after iteration 1's, the env steps
+    going on) and the plan record says 2. Run again, nothing is trained twice, also when the
+    record was not updated (a crash after training). About 30 s on 2 idle cores: three Tune
+    runs, each starting a process per trial.
     """
     output = tmp_path / "sweep"
-    one = [*SWEEP, "--output", str(output), "--stop-iters", "1"]
-    assert main(one) == 0
+    assert main([*SWEEP, "--output", str(output), "--stop-iters", "1"]) == 0
     trials = sorted(p.parent.name for p in (output / "tune").glob("*/progress.csv"))
     assert len(trials) == 2
+    # Each trial's last checkpoint, as Tune stored it, passes the checks of a restore.
+    checkpoints = sorted((output / "tune").glob("*/checkpoint_*"))
+    assert len(checkpoints) == 2
+    for checkpoint in checkpoints:
+        assert (checkpoint / MANIFEST_FILE).is_file()
+        check_checkpoint_files(checkpoint)
     capsys.readouterr()
 
     assert main([*SWEEP, "--output", str(output)]) == 0
-    assert "finished trials continue to the new stop" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "finished trials continue to the new stop" in out and "best trial: method" in out
     assert sorted(p.parent.name for p in (output / "tune").glob("*/progress.csv")) == trials
     for progress in (output / "tune").glob("*/progress.csv"):
         rows = pd.read_csv(progress)
         assert rows["training_iteration"].tolist() == [1, 2]
         assert rows["env_steps"].tolist() == [200, 400]
     curves = pd.read_csv(output / "curves.csv")
+    first = ["method", "seed", "kl_threshold", "training_iteration", "env_steps", "team_return"]
+    assert list(curves.columns[: len(first)]) == first
     for method in ("uniform", "kkt"):
-        assert curves[curves["method"] == method]["training_iteration"].tolist() == [1, 2]
-    assert (pd.read_csv(output / "summary.csv")["iterations"] == 2).all()
+        runs = curves[curves["method"] == method]
+        assert runs["training_iteration"].tolist() == [1, 2]
+        assert runs["env_steps"].tolist() == [200, 400]
+        assert (runs["kl_threshold"] == 0.01).all() and runs["team_return"].notna().all()
+    summary = pd.read_csv(output / "summary.csv")
+    assert sorted(summary["method"]) == ["kkt", "uniform"]
+    assert (summary["iterations"] == 2).all() and summary["final_team_return"].notna().all()
     assert json.loads((output / "sweep.json").read_text())["stop_iters"] == 2
 
-    # A trial resumed at its stop already (the record not updated, e.g. after a crash)
-    # trains nothing more.
+    # The same command again restores the experiment and trains nothing more, also when the
+    # record still says the old stop (the trials are at the new one already).
     record = json.loads((output / "sweep.json").read_text())
     (output / "sweep.json").write_text(json.dumps({**record, "stop_iters": 1}))
     extended = _progress_files(output)
     assert main([*SWEEP, "--output", str(output)]) == 0
+    assert "resuming the sweep" in capsys.readouterr().out
     for progress in (output / "tune").glob("*/progress.csv"):
         assert pd.read_csv(progress)["training_iteration"].tolist() == [1, 2]
     assert set(_progress_files(output)) == set(extended)
+    again = pd.read_csv(output / "curves.csv")
+    pd.testing.assert_frame_equal(again[first], curves[first])
 
-    # A lower stop is another sweep.
+    # A lower stop, or other seeds, is another sweep: refused before anything runs.
     assert main([*SWEEP, "--output", str(output), "--stop-iters", "1"]) == 2
+    assert "holds a sweep started with other flags" in capsys.readouterr().err
+    assert main([*SWEEP, "--output", str(output), "--seeds", "0", "1"]) == 2
     assert "holds a sweep started with other flags" in capsys.readouterr().err
