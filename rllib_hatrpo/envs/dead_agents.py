@@ -102,14 +102,4 @@ class BlackDeath:
         out_infos = wrapper._build_infos(infos, state, agent_rewards, terminated)
         for aid, info in out_infos.items():
             info[AGENT_ACTIVE_KEY] = aid in self.present
-        terminateds_out = {aid: terminated for aid in self._agents}
-        truncateds_out = {aid: truncated for aid in self._agents}
-        terminateds_out["__all__"] = terminated
-        truncateds_out["__all__"] = truncated
-        return (
-            full_obs,
-            {aid: team for aid in self._agents},
-            terminateds_out,
-            truncateds_out,
-            out_infos,
-        )
+        return wrapper._team_step(full_obs, team, terminated, truncated, out_infos)

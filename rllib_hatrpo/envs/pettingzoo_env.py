@@ -199,19 +199,17 @@ class PettingZooEnv(MultiAgentEnv):
         agent_rewards = {aid: float(rewards[aid]) for aid in self.possible_agents}
         team = self._team_reward(list(agent_rewards.values()))
 
-        terminateds_out = {aid: terminated for aid in self.possible_agents}
-        truncateds_out = {aid: truncated for aid in self.possible_agents}
-        terminateds_out["__all__"] = terminated
-        truncateds_out["__all__"] = truncated
-        return (
-            obs,
-            {aid: team for aid in self.possible_agents},
-            terminateds_out,
-            truncateds_out,
-            self._build_infos(
-                infos, self._get_global_state(obs, terminated), agent_rewards, terminated
-            ),
-        )
+        state = self._get_global_state(obs, terminated)
+        infos = self._build_infos(infos, state, agent_rewards, terminated)
+        return self._team_step(obs, team, terminated, truncated, infos)
+
+    def _team_step(
+        self, obs: dict, team: float, terminated: bool, truncated: bool, infos: dict
+    ) -> tuple[dict, dict, dict, dict, dict]:
+        """``step()``'s five dicts: every agent gets the team reward and the team's flags."""
+        flags = [{aid: flag for aid in self.possible_agents} for flag in (terminated, truncated)]
+        flags[0]["__all__"], flags[1]["__all__"] = terminated, truncated
+        return obs, {aid: team for aid in self.possible_agents}, flags[0], flags[1], infos
 
     @override(MultiAgentEnv)
     def render(self) -> Any:
