@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from rllib_hatrpo import HATRPOConfig
 
+#: ``hatrpo train`` on the differential game in the driver: the smallest whole run.
+TINY_TRAIN = [
+    "train",
+    "--env",
+    "differential_game",
+    "--num-env-runners",
+    "0",
+    "--num-envs-per-env-runner",
+    "2",
+    "--train-batch-size",
+    "100",
+]
+
 
 def make_config(env_cls, env_config, *, allocator="uniform", batch=400, **training):
     """A small HATRPO config sampling in-process (no remote EnvRunners)."""

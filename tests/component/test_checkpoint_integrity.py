@@ -30,20 +30,11 @@ from rllib_hatrpo.experiments.records import (
 )
 from rllib_hatrpo.experiments.resume import plan_seed
 from rllib_hatrpo.experiments.tune import train_trial
+from tests.helpers import TINY_TRAIN
 
 pytestmark = pytest.mark.component
 
-TRAIN = [
-    "train",
-    "--env",
-    "differential_game",
-    "--num-env-runners",
-    "0",
-    "--num-envs-per-env-runner",
-    "2",
-    "--train-batch-size",
-    "100",
-]
+TRAIN = TINY_TRAIN
 WEIGHTS = Path("learner_group", "learner", "rl_module", "agent_1", "module_state.pkl")
 MODULE_DIR = Path("learner_group", "learner", "rl_module", "agent_0")
 MANIFEST = "manifest.json"

@@ -42,24 +42,7 @@ AGENTS = ["agent_0", "agent_1"]
 def differential_game_run(ray_session, tmp_path_factory):
     """``hatrpo train`` for 3 iterations of the differential game; (exit code, run dir)."""
     output = tmp_path_factory.mktemp("cli") / "run"
-    code = main(
-        [
-            "train",
-            "--env",
-            "differential_game",
-            "--num-env-runners",
-            "0",
-            "--train-batch-size",
-            "64",
-            "--stop-iters",
-            "3",
-            "--output",
-            str(output),
-            "--seeds",
-            "0",
-        ]
-    )
-    return code, output
+    return _train_differential_game(output, "--stop-iters", "3", "--seeds", "0"), output
 
 
 def _assert_png(path):

@@ -39,22 +39,11 @@ from rllib_hatrpo.experiments.records import (
     truncate_metrics_csv,
 )
 from rllib_hatrpo.experiments.resume import merge_flags, plan_seed, restore_seed
+from tests.helpers import TINY_TRAIN
 
 pytestmark = pytest.mark.component
 
-TRAIN = [
-    "train",
-    "--env",
-    "differential_game",
-    "--num-env-runners",
-    "0",
-    "--num-envs-per-env-runner",
-    "2",
-    "--train-batch-size",
-    "100",
-    "--checkpoint-every",
-    "1",
-]
+TRAIN = [*TINY_TRAIN, "--checkpoint-every", "1"]
 LEARNER_STATE = Path("learner_group", "learner", "state.pkl")
 AGENTS = ["agent_0", "agent_1"]
 
