@@ -82,41 +82,15 @@ def test_as_test_without_expectation_exits_2(tmp_path):
     assert not any(tmp_path.iterdir()), "nothing may be trained without an expectation"
 
 
-def test_as_test_fails_below_and_passes_above_the_threshold(ray_session, tmp_path, capsys):
-    """Two iterations of 400 env steps: 1e9 is out of reach (exit 1), -1e9 is met (exit 0)."""
-    base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
-    tiny = dataclasses.replace(
-        base,
-        env_steps=2 * TINY_BATCH,
-        training={**base.training, "train_batch_size_per_learner": TINY_BATCH},
-        episodes_for_smoothing=10,
-    )
-    argv = ["--as-test", "--storage-path", str(tmp_path), "--checkpoint-every", "1"]
+def test_as_test_thresholds_a_larger_budget_extends_and_a_rerun_restores(
+    ray_session, tmp_path, capsys
+):
+    """One iteration of 400 env steps against an unreachable 1e9 (exit 1); the same command
+    with --stop-timesteps 800 against -1e9 (exit 0); then that command again.
 
-    unreachable = dataclasses.replace(tiny, expected={"uniform": 1e9})
-    assert run_tuned_example(unreachable, argv, out=sys.stdout, err=sys.stderr) == 1
-    captured = capsys.readouterr()
-    out = captured.out
-    assert "FAILED" in out and "--as-test: FAILED" in captured.err
-    assert f"after {2 * TINY_BATCH:,} env steps" in out
-
-    # Same command line, same experiment folder: Tune restores the finished trial, no training.
-    reachable = dataclasses.replace(tiny, expected={"uniform": -1e9})
-    assert run_tuned_example(reachable, argv, out=sys.stdout, err=sys.stderr) == 0
-    out = capsys.readouterr().out
-    assert "(expected >= -1,000,000,000.00: ok)" in out
-    assert len(list(tmp_path.glob("simple_spread_uniform_800/*/params.json"))) == 1
-
-    # Other seeds in the same experiment folder: refused before anything trains.
-    assert run_tuned_example(reachable, [*argv, "--seeds", "0", "1"], err=sys.stderr) == 2
-    assert "--seeds: [0] then, [0, 1] now" in capsys.readouterr().err
-
-
-def test_a_larger_stop_timesteps_extends_the_finished_run(ray_session, tmp_path, capsys):
-    """One iteration of 400 env steps, then the same command with --stop-timesteps 800.
-
-    The finished trial continues from its checkpoint in the same (renamed) experiment: its
-    iteration 2 follows iteration 1 and the plan record says 800.
+    The larger budget continues the finished trial from its checkpoint in the same (renamed)
+    experiment: iteration 2 follows iteration 1 and the plan record says 800. The rerun
+    restores the finished trial without training; other seeds are refused.
     """
     base = load_script(TUNED_EXAMPLES / "mpe" / "simple_spread.py").TASK
     tiny = dataclasses.replace(
@@ -125,20 +99,36 @@ def test_a_larger_stop_timesteps_extends_the_finished_run(ray_session, tmp_path,
         training={**base.training, "train_batch_size_per_learner": TINY_BATCH},
         episodes_for_smoothing=10,
     )
-    argv = ["--storage-path", str(tmp_path), "--checkpoint-every", "1"]
-    assert run_tuned_example(tiny, argv, out=sys.stdout, err=sys.stderr) == 0
-    (first,) = tmp_path.glob("simple_spread_uniform_400/*/progress.csv")
+    argv = ["--as-test", "--storage-path", str(tmp_path), "--checkpoint-every", "1"]
+    unreachable = dataclasses.replace(tiny, expected={"uniform": 1e9})
+    assert run_tuned_example(unreachable, argv, out=sys.stdout, err=sys.stderr) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "--as-test: FAILED" in captured.err
+    assert f"after {TINY_BATCH:,} env steps" in captured.out
+    (first,) = tmp_path.glob(f"simple_spread_uniform_{TINY_BATCH}/*/progress.csv")
     trial = first.parent.name
-    capsys.readouterr()
 
+    reachable = dataclasses.replace(tiny, expected={"uniform": -1e9})
     longer = [*argv, "--stop-timesteps", str(2 * TINY_BATCH)]
-    assert run_tuned_example(tiny, longer, out=sys.stdout, err=sys.stderr) == 0
+    assert run_tuned_example(reachable, longer, out=sys.stdout, err=sys.stderr) == 0
     out = capsys.readouterr().out
     assert "finished trials continue to the new stop" in out
-    assert "after 800 env steps" in out
-    assert not (tmp_path / "simple_spread_uniform_400").exists()
-    experiment = tmp_path / "simple_spread_uniform_800"
+    assert f"after {2 * TINY_BATCH:,} env steps" in out
+    assert "(expected >= -1,000,000,000.00: ok)" in out
+    assert not (tmp_path / f"simple_spread_uniform_{TINY_BATCH}").exists()
+    experiment = tmp_path / f"simple_spread_uniform_{2 * TINY_BATCH}"
     rows = pd.read_csv(experiment / trial / "progress.csv")
     assert rows["training_iteration"].tolist() == [1, 2]
     assert rows["env_steps"].tolist() == [TINY_BATCH, 2 * TINY_BATCH]
-    assert json.loads((experiment / "tuned_example.json").read_text())["stop_timesteps"] == 800
+    record = json.loads((experiment / "tuned_example.json").read_text())
+    assert record["stop_timesteps"] == 2 * TINY_BATCH
+
+    # Same command line, same experiment folder: Tune restores the finished trial, no training.
+    assert run_tuned_example(reachable, longer, out=sys.stdout, err=sys.stderr) == 0
+    assert "(expected >= -1,000,000,000.00: ok)" in capsys.readouterr().out
+    assert len(list(experiment.glob("*/params.json"))) == 1
+    assert pd.read_csv(experiment / trial / "progress.csv")["training_iteration"].tolist() == [1, 2]
+
+    # Other seeds in the same experiment folder: refused before anything trains.
+    assert run_tuned_example(reachable, [*longer, "--seeds", "0", "1"], err=sys.stderr) == 2
+    assert "--seeds: [0] then, [0, 1] now" in capsys.readouterr().err
