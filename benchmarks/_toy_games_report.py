@@ -15,7 +15,7 @@ import pandas as pd
 from _common import allocator_color, markdown_table
 from _toy_games_run import AGENTS, ESCAPE_MARGIN, PER_AGENT_METRICS, RUN_KEYS
 
-from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+from rllib_hatrpo.core.allocation import ALL_ALLOCATOR_NAMES
 from rllib_hatrpo.metrics import KL, KL_BUDGET, TOTAL_KL_BUDGET
 
 # Differential game: a run whose final |a1| is at least this fraction of action_scale sits on
@@ -50,6 +50,7 @@ def per_run_table(df: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
                 "seed": seed,
                 "final_return": last["team_return"],
                 "final_det_return": last["det_return"],
+                "final_p_optimum": last.get("p_optimum", math.nan),
                 "success": bool(last["success"]),
                 "escaped": bool(
                     last["success"]
@@ -87,6 +88,8 @@ def summarize(
                     "final_return_std": r["final_return"].std(ddof=0),
                     "final_det_return_mean": r["final_det_return"].mean(),
                     "final_det_return_std": r["final_det_return"].std(ddof=0),
+                    "final_p_optimum_mean": r["final_p_optimum"].mean(),
+                    "final_p_optimum_std": r["final_p_optimum"].std(ddof=0),
                     "successes": int(r["success"].sum()),
                     "escaped": int(r["escaped"].sum()),
                     "at_edge": int(r["edge"].sum()),
@@ -105,6 +108,7 @@ TABLE_HEADER = (
     "allocator",
     "final return",
     "final det. return",
+    "P(optimal cell)",
     "success",
     "median iters to success",
     "beat local opt. / at edge",
@@ -140,6 +144,9 @@ def summary_table(summary: pd.DataFrame, params: dict[str, Any]) -> str:
                 s["allocator"],
                 f"{s['final_return_mean']:.3f} ± {s['final_return_std']:.3f}",
                 f"{s['final_det_return_mean']:.3f} ± {s['final_det_return_std']:.3f}",
+                "—"
+                if math.isnan(s["final_p_optimum_mean"])
+                else f"{s['final_p_optimum_mean']:.3f} ± {s['final_p_optimum_std']:.3f}",
                 f"{s['successes']}/{s['seeds']}",
                 "—" if math.isnan(iters) else f"{iters:.0f}",
                 escaped,
@@ -151,6 +158,8 @@ def summary_table(summary: pd.DataFrame, params: dict[str, Any]) -> str:
         "",
         "final return: batch team return of the last iteration, mean ± std over seeds; "
         "final det. return: payoff of the deterministic joint action after the last update; "
+        "P(optimal cell): probability that the final stochastic joint policy plays an optimal "
+        "cell, mean ± std over seeds; "
         "success: that action is within the radius of the global optimum (differential) or "
         "an optimal cell (matrix); iters to success: first iteration from which success holds "
         "to the end, median over successful seeds; beat local opt.: final det. return > "
@@ -211,7 +220,7 @@ def plot_budget_shares(df: pd.DataFrame, games: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     # Every allocator but uniform (whose shares are 1/n by construction), in the usual order.
-    allocators = [a for a in ALLOCATOR_NAMES if a != "uniform" and a in set(df["allocator"])]
+    allocators = [a for a in ALL_ALLOCATOR_NAMES if a != "uniform" and a in set(df["allocator"])]
     games = [g for g in games if g in set(df["game"])]
     if not allocators or not games:
         return

@@ -22,6 +22,7 @@ from rllib_hatrpo.metrics import (
     LINE_SEARCH_ACCEPTED,
     NATGRAD_SQ_NORM,
     NUM_PROPOSALS,
+    PREPASS_NATGRAD_SQ_NORM,
     SKIPPED_STEPS,
     TOTAL_KL_BUDGET,
     UPDATE_RANK,
@@ -29,12 +30,20 @@ from rllib_hatrpo.metrics import (
 
 AGENTS = ("agent_0", "agent_1")
 GAMES = ("differential", "climbing", "penalty")
+#: Matrix games by benchmark name: the MatrixGameEnv env_config of each. "penalty_mild" is the
+#: penalty game with a small miscoordination cost (k = -10 instead of -100).
+MATRIX_GAME_CONFIGS: dict[str, dict[str, Any]] = {
+    "climbing": {"game": "climbing"},
+    "penalty": {"game": "penalty"},
+    "penalty_mild": {"game": "penalty", "penalty_k": -10.0},
+}
 #: The columns that identify a run in runs.csv.
 RUN_KEYS = ["game", "allocator", "seed"]
 PER_AGENT_METRICS = {  # learner metric -> runs.csv column prefix
     KL_BUDGET: "kl_budget",
     KL: "kl",
     NATGRAD_SQ_NORM: "natgrad_sq_norm",
+    PREPASS_NATGRAD_SQ_NORM: "prepass_q",
     LINE_SEARCH_ACCEPTED: "accepted",
     UPDATE_RANK: "rank",
 }
@@ -49,10 +58,11 @@ def env_spec(game: str, params: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     from rllib_hatrpo.envs import DifferentialGameEnv, MatrixGameEnv
 
     if game == "differential":
-        return DifferentialGameEnv, {"action_scale": params["action_scale"]}
-    if game in ("climbing", "penalty"):
-        return MatrixGameEnv, {"game": game}
-    raise ValueError(f"unknown game {game!r}; choose from {GAMES}")
+        env_config = params.get("env_config") or {"action_scale": params["action_scale"]}
+        return DifferentialGameEnv, dict(env_config)
+    if game in MATRIX_GAME_CONFIGS:
+        return MatrixGameEnv, dict(MATRIX_GAME_CONFIGS[game])
+    raise ValueError(f"unknown game {game!r}; choose from {(*GAMES, *MATRIX_GAME_CONFIGS)}")
 
 
 def make_config(game: str, allocator: str, seed: int, params: dict[str, Any]):
@@ -87,6 +97,7 @@ def policy_snapshot(learner, game: str, env, radius: float) -> dict[str, float]:
 
     row: dict[str, float] = {}
     played = []
+    marginals: list[np.ndarray] = []
     for aid in AGENTS:
         module = learner.module[aid]
         obs = torch.zeros((1, *module.observation_space.shape), dtype=torch.float32)
@@ -94,7 +105,8 @@ def policy_snapshot(learner, game: str, env, radius: float) -> dict[str, float]:
             logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS][0]
         if game == "differential":
             mean, log_std = logits[:1], logits[1:]
-            action = env.action_scale * float(np.clip(float(mean[0]), -1.0, 1.0))
+            row[f"policy_mean_{aid}"] = float(mean[0])
+            action = env.played_action(float(mean[0]), AGENTS.index(aid))
             row[f"policy_std_{aid}"] = env.action_scale * float(torch.exp(log_std[0]))
             row[f"greedy_prob_{aid}"] = math.nan
         else:
@@ -102,13 +114,19 @@ def policy_snapshot(learner, game: str, env, radius: float) -> dict[str, float]:
             action = int(torch.argmax(logits))
             row[f"policy_std_{aid}"] = math.nan
             row[f"greedy_prob_{aid}"] = float(probs[action])
+            marginals.append(probs.double().numpy())
         row[f"action_{aid}"] = float(action)
         played.append(action)
     if game == "differential":
         row["det_return"] = differential_game_reward(*played)
     else:
         row["det_return"] = float(env.payoff[played[0], played[1]])
+        # Probability that the stochastic joint policy plays an optimal cell.
+        joint = np.outer(marginals[0], marginals[1])
+        row["p_optimum"] = float(joint[env.payoff >= env.optimum - 1e-9].sum())
     row["success"] = float(is_success(game, played, row["det_return"], env, radius))
+    if game == "differential":
+        row["global_basin"] = float(in_global_basin(played))
     # Differential game: the deterministic return beats the local optimum's value by more than
     # ESCAPE_MARGIN (the run left the local optimum, to the global one or elsewhere); matrix
     # games: = success.
@@ -120,10 +138,23 @@ def policy_snapshot(learner, game: str, env, radius: float) -> dict[str, float]:
     return row
 
 
+def in_global_basin(played: list) -> bool:
+    """Differential game: the joint action is closer to the global than to the local optimum."""
+    from rllib_hatrpo.envs import GLOBAL_OPTIMUM, LOCAL_OPTIMUM
+
+    to_global = math.hypot(played[0] - GLOBAL_OPTIMUM.a1, played[1] - GLOBAL_OPTIMUM.a2)
+    to_local = math.hypot(played[0] - LOCAL_OPTIMUM.a1, played[1] - LOCAL_OPTIMUM.a2)
+    return to_global < to_local
+
+
 def is_success(game: str, played: list, det_return: float, env, radius: float) -> bool:
-    """The success criterion of ``toy_games.py`` for one deterministic joint action."""
+    """The success criterion for one deterministic joint action: differential game, within
+    ``radius`` of the global optimum (``radius`` None: `in_global_basin`); matrix games, an
+    optimal cell."""
     from rllib_hatrpo.envs import GLOBAL_OPTIMUM
 
+    if game == "differential" and radius is None:
+        return in_global_basin(played)
     if game == "differential":
         return math.hypot(played[0] - GLOBAL_OPTIMUM.a1, played[1] - GLOBAL_OPTIMUM.a2) <= radius
     return det_return >= env.optimum - 1e-9
@@ -136,7 +167,7 @@ def learner_row(results: dict[str, Any]) -> dict[str, float]:
     row = {}
     for aid in AGENTS:
         for key, prefix in PER_AGENT_METRICS.items():
-            row[f"{prefix}_{aid}"] = peek(results[aid][key])
+            row[f"{prefix}_{aid}"] = peek(results[aid].get(key))
     for key in OVERALL_METRICS:
         row[key] = peek(results[ALL_MODULES][key])
     return row

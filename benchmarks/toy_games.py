@@ -27,10 +27,21 @@ What it measures
 ----------------
 Games (every episode is one step, so the mean reward of a batch *is* the team return):
 
-- ``differential``: the bimodal differential game, R(a1, a2) on [-10, 10]², global optimum
-  ≈ 1.040 at (5.19, 5.00), local optimum ≈ 0.950 at (1.12, 1.00). Each agent's Gaussian
-  policy acts in [-1, 1], scaled by the env's ``action_scale`` (10).
-- ``climbing`` and ``penalty``: 3×3 cooperative matrix games (optimum 11 resp. 10).
+- ``differential``: the bimodal differential game with the env's ``"scaled"`` action mapping,
+  R(a1, a2) on [-10, 10]², global optimum ≈ 1.040 at (5.19, 5.00), local optimum ≈ 0.950 at
+  (1.12, 1.00). Each agent's Gaussian policy acts in [-1, 1], scaled by ``action_scale`` (10).
+  The game as the paper sets it (the square [0, 7]², a start on the edge of the local basin)
+  is measured by ``differential_game.py``.
+- ``climbing`` and ``penalty``: 3×3 cooperative matrix games (optimum 11 resp. 10);
+  ``penalty_mild`` (not in the default campaign): the penalty game with k = -10.
+  ``--allocators`` also accepts ``waterfill``, a reading of the paper's HATRPO-W, not its
+  method (``rllib_hatrpo.core.allocation.waterfill``).
+
+The matrix-game campaign of ``docs/results.md``::
+
+    python benchmarks/toy_games.py --games climbing penalty penalty_mild \
+        --allocators uniform kkt greedy waterfill --iterations 40 --batch-size 200 \
+        --workers 1 --out docs/data/matrix_games
 
 With the default initial log-std (−1: std ≈ 3.7 in played units) the differential-game
 policies see the whole surface; agent_0's mean then tends to leave the box, where every
@@ -103,9 +114,9 @@ from _toy_games_report import (
     summarize,
     summary_table,
 )
-from _toy_games_run import GAMES, RUN_KEYS, train_run
+from _toy_games_run import GAMES, MATRIX_GAME_CONFIGS, RUN_KEYS, train_run
 
-from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+from rllib_hatrpo.core.allocation import ALL_ALLOCATOR_NAMES, ALLOCATOR_NAMES
 
 # Hyperparameters that must match for runs of one results folder to be comparable.
 CAMPAIGN_KEYS = (
@@ -206,9 +217,11 @@ def report(args: argparse.Namespace, params: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--games", nargs="+", choices=GAMES, default=list(GAMES))
     p.add_argument(
-        "--allocators", nargs="+", choices=ALLOCATOR_NAMES, default=list(ALLOCATOR_NAMES)
+        "--games", nargs="+", choices=(*GAMES, *MATRIX_GAME_CONFIGS), default=list(GAMES)
+    )
+    p.add_argument(
+        "--allocators", nargs="+", choices=ALL_ALLOCATOR_NAMES, default=list(ALLOCATOR_NAMES)
     )
     p.add_argument(
         "--seeds",

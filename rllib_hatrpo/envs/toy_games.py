@@ -151,14 +151,37 @@ class _OneStepTeamGame(MultiAgentEnv):
         raise NotImplementedError
 
 
+#: The paper's action domain [2]: both actions bounded to [0, 7].
+PAPER_ACTION_LOW, PAPER_ACTION_HIGH = 0.0, 7.0
+#: Default start of the mean action, on the edge of the local basin as in the paper's figure.
+PAPER_START: tuple[float, float] = (2.5, 1.0)
+#: The two action mappings of `DifferentialGameEnv` (env_config "action_mapping").
+ACTION_MAPPINGS = ("paper", "scaled")
+
+
 class DifferentialGameEnv(_OneStepTeamGame):
     """The bimodal differential game of [2] (registered name "differential_game").
 
-    Each agent has one continuous action u_i in `Box(-1, 1, (1,))`, the range a Gaussian policy
-    acts in (RLlib's module-to-env connector clips sampled actions to the space); the env plays
-    a_i = action_scale · clip(u_i, -1, 1), i.e. a_i ∈ [-10, 10] by default, and both agents
-    receive `differential_game_reward(a1, a2)`. `info[aid]["played_action"]` holds a_i and
-    `info[aid]["joint_action"]` the pair (a1, a2).
+    Two action mappings (env_config ``action_mapping``):
+
+    - ``"paper"`` (the default): the game as the paper draws it, actions bounded to the square
+      [0, 7]². Each agent's action space is ``Box(-inf, inf, (1,))``, so the Gaussian policy
+      samples u_i ∈ ℝ and its log-probabilities are those of the sampled u_i, exactly; RLlib's
+      module-to-env connector leaves such actions alone (``unsquash_action`` only rescales
+      bounded boxes and ``clip_action`` clips to ±inf), whatever ``normalize_actions`` /
+      ``clip_actions`` are. The env plays
+
+          a_i = clip(start_i + u_i, low, high)     (default start (2.5, 1.0), bounds [0, 7])
+
+      so a policy whose mean is 0 (the initial actors) starts with mean action ``start``, and
+      the policy's std is the std of the played action away from the edges. A sample beyond an
+      edge plays the edge (the reward is flat there in that agent's direction).
+    - ``"scaled"`` (the earlier setting): u_i ∈ ``Box(-1, 1, (1,))`` (RLlib clips samples to
+      it) and a_i = action_scale · clip(u_i, -1, 1), i.e. a_i ∈ [-10, 10] by default. Passing
+      ``action_scale`` alone selects this mapping.
+
+    Both agents receive `differential_game_reward(a1, a2)`. `info[aid]["played_action"]`
+    holds a_i and `info[aid]["joint_action"]` the pair (a1, a2).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -166,26 +189,77 @@ class DifferentialGameEnv(_OneStepTeamGame):
 
         Args:
             config: Env config. Keys:
-                action_scale: Scale from the policy's [-1, 1] to played actions (default 10.0).
+                action_mapping: "paper" or "scaled" (see the class docstring); default
+                    "scaled" if ``action_scale`` is given, else "paper".
+                start: "paper" mapping: the played action of u = (0, 0), a pair (default
+                    (2.5, 1.0)); must lie in [low, high]².
+                low, high: "paper" mapping: the bounds of both actions (default 0 and 7).
+                action_scale: "scaled" mapping: a_i = action_scale · clip(u_i, -1, 1)
+                    (default 10.0).
 
         Raises:
-            ValueError: An unknown config key or a non-positive `action_scale`.
+            ValueError: An unknown config key or mapping, an option of the other mapping,
+                a non-positive `action_scale`, `low >= high`, or a start outside the bounds.
         """
-        cfg = merge_config(config, {"action_scale": 10.0}, type(self).__name__)
-        self.action_scale = float(cfg["action_scale"])
-        if self.action_scale <= 0:
-            raise ValueError(f"action_scale must be > 0, got {self.action_scale}.")
-        box = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        defaults = {
+            "action_mapping": None,
+            "start": None,
+            "low": None,
+            "high": None,
+            "action_scale": None,
+        }
+        cfg = merge_config(config, defaults, type(self).__name__)
+        mapping = cfg["action_mapping"]
+        if mapping is None:
+            mapping = "scaled" if cfg["action_scale"] is not None else "paper"
+        if mapping not in ACTION_MAPPINGS:
+            raise ValueError(f"action_mapping must be one of {ACTION_MAPPINGS}, got {mapping!r}.")
+        self.action_mapping = mapping
+        if mapping == "scaled":
+            _refuse_options(cfg, ("start", "low", "high"), mapping)
+            scale = 10.0 if cfg["action_scale"] is None else float(cfg["action_scale"])
+            if scale <= 0:
+                raise ValueError(f"action_scale must be > 0, got {scale}.")
+            self.action_scale = scale
+            self.low, self.high = -scale, scale
+            self.start = (0.0, 0.0)
+            box = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        else:
+            _refuse_options(cfg, ("action_scale",), mapping)
+            self.action_scale = 1.0
+            self.low = PAPER_ACTION_LOW if cfg["low"] is None else float(cfg["low"])
+            self.high = PAPER_ACTION_HIGH if cfg["high"] is None else float(cfg["high"])
+            if not self.low < self.high:
+                raise ValueError(f"low must be < high, got low={self.low}, high={self.high}.")
+            start = PAPER_START if cfg["start"] is None else cfg["start"]
+            self.start = tuple(float(x) for x in start)
+            if len(self.start) != 2 or not all(self.low <= x <= self.high for x in self.start):
+                raise ValueError(
+                    f"start must be a pair in [{self.low}, {self.high}]², got {cfg['start']!r}."
+                )
+            box = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
         super().__init__(box, {aid: box for aid in AGENTS})
+
+    def played_action(self, policy_action: float, agent_index: int) -> float:
+        """The action the env plays for `policy_action` of agent `agent_index` (0 or 1)."""
+        if self.action_mapping == "scaled":
+            return self.action_scale * float(np.clip(policy_action, -1.0, 1.0))
+        return float(np.clip(self.start[agent_index] + policy_action, self.low, self.high))
 
     def _play(self, action_dict: Mapping[str, Any]) -> tuple[float, float]:
         return tuple(
-            self.action_scale * float(np.clip(np.asarray(action_dict[aid]).reshape(-1)[0], -1, 1))
-            for aid in AGENTS
+            self.played_action(float(np.asarray(action_dict[aid]).reshape(-1)[0]), i)
+            for i, aid in enumerate(AGENTS)
         )
 
     def _payoff(self, a1: float, a2: float) -> float:
         return differential_game_reward(a1, a2)
+
+
+def _refuse_options(cfg: Mapping[str, Any], keys: Sequence[str], mapping: str) -> None:
+    given = [key for key in keys if cfg[key] is not None]
+    if given:
+        raise ValueError(f"option(s) {given} do not apply to action_mapping {mapping!r}.")
 
 
 class MatrixGameEnv(_OneStepTeamGame):

@@ -14,6 +14,8 @@ each iteration (order and per-agent budget δ_i). Three allocators:
   with its abstract.
 - ``greedy`` (HATRPO-G [2]): one agent at a time, the trial step with the best improvement
   per unit of KL at a fair-share radius is committed (see `GreedyAllocator`).
+- ``waterfill``, a *reading* of [2]'s HATRPO-W, not the paper's method: δ_i = max(0, u_i/λ − c),
+  the KKT point of Σ_i u_i log(c + δ_i), which can leave an agent out (`WaterFillAllocator`).
 
 The package is pure Python (standard library only). The learner implements
 `rllib_hatrpo.core.allocation.protocol.SequentialUpdate` with torch and passes itself to
@@ -34,19 +36,30 @@ from __future__ import annotations
 from rllib_hatrpo.core.allocation.base import KLAllocation, KLAllocator, predicted_gain
 from rllib_hatrpo.core.allocation.greedy import GreedyAllocator
 from rllib_hatrpo.core.allocation.kkt import KKTAllocator, kkt_allocation
-from rllib_hatrpo.core.allocation.registry import ALLOCATOR_NAMES, ALLOCATORS, make_allocator
+from rllib_hatrpo.core.allocation.registry import (
+    ALL_ALLOCATOR_NAMES,
+    ALLOCATOR_NAMES,
+    ALLOCATORS,
+    READING_ALLOCATORS,
+    make_allocator,
+)
 from rllib_hatrpo.core.allocation.uniform import UniformAllocator, uniform_allocation
+from rllib_hatrpo.core.allocation.waterfill import WaterFillAllocator, waterfill_allocation
 
 __all__ = [
     "ALLOCATORS",
     "ALLOCATOR_NAMES",
+    "ALL_ALLOCATOR_NAMES",
+    "READING_ALLOCATORS",
     "GreedyAllocator",
     "KKTAllocator",
     "KLAllocation",
     "KLAllocator",
     "UniformAllocator",
+    "WaterFillAllocator",
     "kkt_allocation",
     "make_allocator",
     "predicted_gain",
     "uniform_allocation",
+    "waterfill_allocation",
 ]

@@ -3,6 +3,11 @@
 Adding an allocator: write its module (a `KLAllocator` subclass with a ``name``) and list the
 class in `_BUILT_IN` below. `ALLOCATORS`, `ALLOCATOR_NAMES` (the order of every comparison,
 table and plot), the config check and the error messages all follow from that list.
+
+`_READINGS` holds allocators that are readings of the paper rather than its methods (the
+water-filling reading of HATRPO-W, `waterfill`): `training(kl_allocator=...)` and
+`make_allocator` accept their names (`READING_ALLOCATORS`, `ALL_ALLOCATOR_NAMES`), but the
+default comparisons, sweeps and command-line choices stay the three of `ALLOCATOR_NAMES`.
 """
 
 from __future__ import annotations
@@ -15,8 +20,15 @@ from rllib_hatrpo.core.allocation.base import KLAllocator
 from rllib_hatrpo.core.allocation.greedy import GreedyAllocator
 from rllib_hatrpo.core.allocation.kkt import KKTAllocator
 from rllib_hatrpo.core.allocation.uniform import UniformAllocator
+from rllib_hatrpo.core.allocation.waterfill import WaterFillAllocator
 
-__all__ = ["ALLOCATORS", "ALLOCATOR_NAMES", "make_allocator"]
+__all__ = [
+    "ALLOCATORS",
+    "ALLOCATOR_NAMES",
+    "ALL_ALLOCATOR_NAMES",
+    "READING_ALLOCATORS",
+    "make_allocator",
+]
 
 #: The built-in allocator classes, in the order they are listed and compared everywhere.
 _BUILT_IN: tuple[type[KLAllocator], ...] = (UniformAllocator, KKTAllocator, GreedyAllocator)
@@ -24,6 +36,11 @@ _BUILT_IN: tuple[type[KLAllocator], ...] = (UniformAllocator, KKTAllocator, Gree
 ALLOCATORS: dict[str, type[KLAllocator]] = {cls.name: cls for cls in _BUILT_IN}
 #: The built-in allocators' names, in the order they are listed and compared everywhere.
 ALLOCATOR_NAMES: tuple[str, ...] = tuple(ALLOCATORS)
+#: Readings of the paper, not its methods: accepted by name, left out of default comparisons.
+_READINGS: tuple[type[KLAllocator], ...] = (WaterFillAllocator,)
+READING_ALLOCATORS: dict[str, type[KLAllocator]] = {cls.name: cls for cls in _READINGS}
+#: Every name `make_allocator` accepts: the built-in allocators, then the readings.
+ALL_ALLOCATOR_NAMES: tuple[str, ...] = (*ALLOCATOR_NAMES, *READING_ALLOCATORS)
 
 
 def make_allocator(
@@ -32,8 +49,8 @@ def make_allocator(
     """Builds the allocator named by the config's `kl_allocator` with `kl_allocator_config`.
 
     Args:
-        kl_allocator: A name in `ALLOCATOR_NAMES` (the built-in "uniform", "kkt", "greedy")
-            or a subclass of `KLAllocator`.
+        kl_allocator: A name in `ALL_ALLOCATOR_NAMES` (the built-in "uniform", "kkt",
+            "greedy", and the reading "waterfill") or a subclass of `KLAllocator`.
         options: Constructor keyword arguments; None for the defaults.
 
     Returns:
@@ -44,13 +61,14 @@ def make_allocator(
         TypeError: `kl_allocator` is neither a string nor a `KLAllocator` subclass, or
             `options` is not a mapping.
     """
+    known = {**ALLOCATORS, **READING_ALLOCATORS}
     if isinstance(kl_allocator, str):
-        if kl_allocator not in ALLOCATORS:
+        if kl_allocator not in known:
             raise ValueError(
-                f"kl_allocator must be one of {sorted(ALLOCATORS)} or a subclass of "
+                f"kl_allocator must be one of {sorted(known)} or a subclass of "
                 f"rllib_hatrpo.core.allocation.KLAllocator, got {kl_allocator!r}"
             )
-        cls = ALLOCATORS[kl_allocator]
+        cls = known[kl_allocator]
     elif isinstance(kl_allocator, type) and issubclass(kl_allocator, KLAllocator):
         cls = kl_allocator
     else:
