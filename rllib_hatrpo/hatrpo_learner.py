@@ -18,6 +18,7 @@ from ray.rllib.utils.annotations import override
 from rllib_hatrpo.connectors.central_critic_gae import CentralCriticGAE
 from rllib_hatrpo.core.allocation import KLAllocator, make_allocator
 from rllib_hatrpo.default_hatrpo_rl_module import SHARED_CRITIC_ID
+from rllib_hatrpo.threads import cpus_of, limit_threads
 
 #: Key of HATRPO's own entries in the learner state.
 HATRPO_LEARNER_STATE = "hatrpo"
@@ -28,6 +29,13 @@ class HATRPOLearner(Learner):
 
     @override(Learner)
     def build(self) -> None:
+        # A remote learner has num_cpus_per_learner; the local one shares the driver's
+        # process (num_cpus_for_main_process) with the local EnvRunner.
+        limit_threads(
+            cpus_of(self.config.num_cpus_per_learner)
+            if self.config.num_learners
+            else cpus_of(self.config.num_cpus_for_main_process)
+        )
         super().build()
         if (
             self._learner_connector is not None

@@ -1,0 +1,221 @@
+"""`TeamEnvRunner` gives the learner what RLlib's `MultiAgentEnvRunner` gives it.
+
+Equal weights, fixed seeds, two `sample()` calls (so that an episode chunk continues across
+them): the learner connector's train batch (observations, actions, log-probabilities,
+distribution inputs, rewards, loss masks, value targets and advantages of the central critic's
+GAE) is identical, for MaMuJoCo HalfCheetah 2x3 with a time limit inside the sample, MPE
+simple_spread and a user env with a Box and a Discrete agent. With exploration too: both
+runners draw the actions from torch's RNG in the same order.
+
+One difference is intended: RLlib's `MultiAgentEpisode` marks a time-limit cut as terminated
+as well as truncated; this runner keeps the env's own flags (the learner reads the env's
+``ENV_TERMINATED_KEY`` in either case, so value targets and advantages are the same).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY, MaMuJoCoEnv, MPEEnv
+from rllib_hatrpo.team_env_runner import TeamEnvRunner
+from tests.helpers import connector_batch, make_config
+
+pytestmark = pytest.mark.component
+
+
+class MixedTeamEnv(MultiAgentEnv):
+    """A user env: "mover" (Box obs (3,), Box action (2,)) and "chooser" (Box obs (2,),
+    Discrete(3)); it terminates when the mover's position leaves [-2, 2], else truncates
+    at step 12."""
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.possible_agents = self.agents = ["mover", "chooser"]
+        self.observation_spaces = {
+            "mover": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            "chooser": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        }
+        self.action_spaces = {
+            "mover": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "chooser": gym.spaces.Discrete(3),
+        }
+        self.state_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.t, self.x = 0, self._rng.normal(size=2).astype(np.float32)
+        return self._obs(), self._infos(None)
+
+    def step(self, actions):
+        self.t += 1
+        self.x = self.x + 0.5 * np.asarray(actions["mover"], np.float32) * (
+            int(actions["chooser"]) - 1 + self._rng.normal()
+        )
+        terminated = bool(np.abs(self.x).max() > 2.0)
+        truncated = self.t >= 12 and not terminated
+        reward = float(-np.abs(self.x).sum())
+        flags = [{aid: f for aid in self.agents} | {"__all__": f} for f in (terminated, truncated)]
+        rewards = {aid: reward for aid in self.agents}
+        return self._obs(), rewards, flags[0], flags[1], self._infos(terminated)
+
+    def _obs(self):
+        return {
+            "mover": np.array([*self.x, self.t / 12], np.float32),
+            "chooser": np.array([self.x.sum(), self.t / 12], np.float32),
+        }
+
+    def _infos(self, terminated):
+        state = np.array([*self.x, self.t / 12, 1.0], np.float32)
+        extra = {} if terminated is None else {ENV_TERMINATED_KEY: terminated}
+        return {aid: {GLOBAL_STATE_KEY: state, **extra} for aid in self.agents}
+
+
+ENVS = {
+    "halfcheetah_2x3": (MaMuJoCoEnv, {"max_episode_steps": 30}),
+    "simple_spread": (MPEEnv, {}),
+    "mixed_user_env": (MixedTeamEnv, {}),
+}
+
+
+def _config(env, runner_cls, *, num_envs=1, seed=0, explore=False):
+    env_cls, env_config = ENVS[env]
+    return (
+        make_config(env_cls, env_config, batch=100)
+        .env_runners(num_envs_per_env_runner=num_envs, env_runner_cls=runner_cls, explore=explore)
+        .debugging(seed=seed)
+    )
+
+
+def _sample_twice(runner, explore):
+    torch.manual_seed(123)
+    return [
+        *runner.sample(num_timesteps=70, explore=explore),
+        *runner.sample(num_timesteps=70, explore=explore),
+    ]
+
+
+@pytest.mark.parametrize("explore", [False, True], ids=["deterministic", "explore"])
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_train_batch_equals_rllib_runners(env, explore):
+    reference_config = _config(env, MultiAgentEnvRunner, explore=explore)
+    reference_config.validate()
+    reference = MultiAgentEnvRunner(config=reference_config)
+    learner = reference_config.build_learner(spaces=reference.get_spaces())
+    config = _config(env, TeamEnvRunner, explore=explore)
+    config.validate()
+    runner = TeamEnvRunner(config=config)
+    runner.module.set_state(reference.module.get_state())
+
+    expected_episodes = _sample_twice(reference, explore)
+    episodes = _sample_twice(runner, explore)
+    assert [len(e) for e in episodes] == [len(e) for e in expected_episodes]
+    assert any(e.is_done for e in episodes)
+    expected, batch = (
+        connector_batch(learner, expected_episodes),
+        connector_batch(learner, episodes),
+    )
+    assert sorted(batch) == sorted(expected)
+    for module_id, columns in expected.items():
+        assert sorted(batch[module_id]) == sorted(columns), module_id
+        for column, values in columns.items():
+            got = batch[module_id][column]
+            if column == Columns.TERMINATEDS:
+                continue  # Checked below: RLlib marks time-limit cuts as terminated.
+            np.testing.assert_array_equal(
+                _numpy(got), _numpy(values), err_msg=f"{module_id} {column}", strict=True
+            )
+    truncated = [e for e in episodes if e.is_truncated]
+    if env != "simple_spread":  # simple_spread's episodes (25 steps) end by their time limit.
+        assert any(e.is_terminated for e in episodes) or truncated
+    for episode in truncated:
+        assert not episode.is_terminated
+
+
+def _numpy(value):
+    if isinstance(value, dict):
+        return {k: _numpy(v) for k, v in value.items()}
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _chunk_data(episode):
+    return {
+        aid: (ep.get_observations(), ep.get_actions(), ep.get_rewards())
+        for aid, ep in episode.agent_episodes.items()
+    }
+
+
+def _same_chunk(a, b):
+    """Equal up to float rounding: a forward pass over 3 rows rounds differently from 1 row."""
+    return all(
+        all(
+            x.shape == y.shape and np.allclose(x, y, rtol=1e-6, atol=1e-6)
+            for x, y in zip(a[aid], b[aid], strict=True)
+        )
+        for aid in a
+    )
+
+
+def test_lockstep_envs_match_separate_runs():
+    """Env i of N = 3 in lockstep gives the chunks of a single env seeded i (20 steps each):
+    the same episode boundaries, observations, actions and rewards."""
+    config = _config("mixed_user_env", TeamEnvRunner, num_envs=3)
+    config.validate()
+    runner = TeamEnvRunner(config=config)
+    chunks = [_chunk_data(e) for e in runner.sample(num_timesteps=60, explore=False)]
+    expected_chunks = []
+    for i in range(3):
+        single_config = _config("mixed_user_env", MultiAgentEnvRunner, seed=i)
+        single_config.validate()
+        single = MultiAgentEnvRunner(config=single_config)
+        single.module.set_state(runner.module.get_state())
+        expected_chunks += [_chunk_data(e) for e in single.sample(num_timesteps=20, explore=False)]
+    assert len(chunks) == len(expected_chunks) > 3  # some episodes ended inside the sample
+    for expected in expected_chunks:
+        assert sum(_same_chunk(expected, chunk) for chunk in chunks) == 1
+
+
+def test_refuses_what_it_cannot_honour():
+    class StepCallback(RLlibCallback):
+        def on_episode_step(self, **kwargs):
+            pass
+
+    config = _config("mixed_user_env", TeamEnvRunner).callbacks(StepCallback)
+    config.validate()
+    with pytest.raises(
+        ValueError, match=r"StepCallback overrides on_episode_step.*MultiAgentEnvRunner"
+    ):
+        TeamEnvRunner(config=config)
+    config = _config("mixed_user_env", TeamEnvRunner).env_runners(
+        env_to_module_connector=lambda env, spaces, device: []
+    )
+    config.validate()
+    with pytest.raises(ValueError, match="env_to_module_connector"):
+        TeamEnvRunner(config=config)
+
+
+def test_metrics_equal_rllib_runners():
+    metrics, state = [], None
+    for cls in (MultiAgentEnvRunner, TeamEnvRunner):
+        config = _config("mixed_user_env", cls)
+        config.validate()
+        runner = cls(config=config)
+        state = state or runner.module.get_state()
+        runner.module.set_state(state)
+        runner.sample(num_timesteps=60, explore=False)
+        metrics.append(runner.get_metrics())
+    for key in (
+        "episode_return_mean",
+        "episode_len_mean",
+        "num_episodes",
+        "num_env_steps_sampled",
+        "team_episode_return_mean",
+    ):
+        assert float(metrics[1][key]) == pytest.approx(float(metrics[0][key])), key
