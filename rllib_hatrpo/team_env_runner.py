@@ -97,6 +97,13 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         self._current = None
 
     @override(MultiAgentEnvRunner)
+    def make_module(self) -> None:
+        """RLlib's modules, in eval mode once (sampling never trains them)."""
+        super().make_module()
+        if self.module is not None:
+            self.module.foreach_module(lambda mid, module: module.eval())
+
+    @override(MultiAgentEnvRunner)
     def stop(self) -> None:
         if self._team_env is not None:
             self._team_env.close()
@@ -198,11 +205,13 @@ class TeamEnvRunner(MultiAgentEnvRunner):
             for aid, mid in zip(self._agents, self._modules, strict=True):
                 module = self.module[mid]
                 batch = {Columns.OBS: torch.from_numpy(obs[aid]).to(self._device)}
+                # What forward_exploration/forward_inference run, without their per-call
+                # train()/eval() switch: the modules stay in eval mode (make_module).
                 if explore:
-                    out = module.forward_exploration(batch)
+                    out = module._forward_exploration(batch)
                     dist_cls = module.get_exploration_action_dist_cls()
                 else:
-                    out = module.forward_inference(batch)
+                    out = module._forward_inference(batch)
                     dist_cls = module.get_inference_action_dist_cls()
                 dist_inputs = out[Columns.ACTION_DIST_INPUTS]
                 dist = dist_cls.from_logits(dist_inputs)

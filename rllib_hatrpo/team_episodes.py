@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
 
@@ -172,7 +174,6 @@ class LockstepRollout:
             if length == 0:  # Reset at the very end: nothing to return yet.
                 cursors.append(cursor)
                 continue
-            steps = range(chunk.start, chunk.end + 1)
             i = chunk.env
             last_obs, last_infos = (
                 self._final[(chunk.end, i)]
@@ -186,27 +187,42 @@ class LockstepRollout:
             is_truncated = bool(chunk.done and not is_terminated)
             episode = make_episode(
                 id_=cursor.id_,
-                agent_episode_ids=dict(cursor.agent_episode_ids),
-                observations=[{aid: obs[aid][t, i] for aid in self.agents} for t in steps]
-                + [last_obs],
-                infos=[self._infos[t][i] for t in steps] + [last_infos],
-                actions=[{aid: actions[aid][t, i] for aid in self.agents} for t in steps],
-                rewards=[{aid: float(rewards[aid][t, i]) for aid in self.agents} for t in steps],
-                extra_model_outputs=[
-                    {
-                        aid: {
-                            **{col: values[t, i] for col, values in extra[aid].items()},
-                            WEIGHTS_SEQ_NO: weights_seq_no,
-                        }
-                        for aid in self.agents
-                    }
-                    for t in steps
-                ],
-                terminateds=_flags(self.agents, is_terminated),
-                truncateds=_flags(self.agents, is_truncated),
+                terminateds=is_terminated,
+                truncateds=is_truncated,
                 env_t_started=cursor.env_t,
                 len_lookback_buffer=0,
             )
+            episode.env_t = cursor.env_t + length
+            for aid in self.agents:
+                agent_episode = SingleAgentEpisode(
+                    id_=cursor.agent_episode_ids[aid],
+                    agent_id=aid,
+                    module_id=episode.module_for(aid),
+                    multi_agent_episode_id=episode.id_,
+                    observations=[*obs[aid][chunk.start : chunk.end + 1, i], last_obs[aid]],
+                    observation_space=episode.observation_space.get(aid),
+                    infos=[info[i][aid] for info in self._infos[chunk.start : chunk.end + 1]]
+                    + [last_infos[aid]],
+                    actions=list(actions[aid][chunk.start : chunk.end + 1, i]),
+                    action_space=episode.action_space.get(aid),
+                    rewards=rewards[aid][chunk.start : chunk.end + 1, i].tolist(),
+                    extra_model_outputs={
+                        **{
+                            col: list(values[chunk.start : chunk.end + 1, i])
+                            for col, values in extra[aid].items()
+                        },
+                        WEIGHTS_SEQ_NO: [weights_seq_no] * length,
+                    },
+                    terminated=is_terminated,
+                    truncated=is_truncated,
+                    t_started=cursor.env_t,
+                    len_lookback_buffer=0,
+                )
+                episode.agent_episodes[aid] = agent_episode
+                episode.agent_t_started[aid] = cursor.env_t
+                episode.env_t_to_agent_t[aid] = InfiniteLookbackBuffer(
+                    list(range(cursor.env_t, cursor.env_t + length + 1))
+                )
             episode._start_time = cursor.start_time
             episode._last_step_time = time.perf_counter()
             if chunk.done:
