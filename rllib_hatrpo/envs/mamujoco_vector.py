@@ -33,7 +33,7 @@ clipped velocities or Reacher's sines) and rendering take the reference path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,10 +145,10 @@ class MaMuJoCoVectorEnv:
         self._init_action_index(template)
         self._init_obs_index(template)
         self._check_against(template)
-        reference.close()
         self.envs = [make_parallel_env(cfg).single_agent_env for _ in range(num_envs)]
         self._sims = [env.unwrapped for env in self.envs]
-        self._concat_obs = cfg["global_state"] == "concat_obs"
+        self._concat_obs = reference.global_state == "concat_obs"  # "auto" resolved there.
+        reference.close()
 
     # ---------------------------------------------------------------------------- TeamVectorEnv
 
@@ -164,6 +164,9 @@ class MaMuJoCoVectorEnv:
         Returns:
             Agent ID -> float32 observations `[len(indices), obs_dim]`, and per reset env its
             infos: agent ID -> the gymnasium reset info plus `GLOBAL_STATE_KEY`.
+
+        Raises:
+            ValueError: Not one seed per index.
         """
         indices, seeds = list(indices), list(seeds)
         if len(indices) != len(seeds):
@@ -176,17 +179,12 @@ class MaMuJoCoVectorEnv:
             state, info = self.envs[index].reset(seed=seed)
             states.append(state)
             env_infos.append(info)
-        obs = self._observations(indices)
-        states32 = self._states(states, obs)
-        infos = []
-        for row, info in enumerate(env_infos):
-            per_agent = states32[row]
-            infos.append(
-                {
-                    aid: {**info, GLOBAL_STATE_KEY: per_agent[j]}
-                    for j, aid in enumerate(self.possible_agents)
-                }
-            )
+        obs = self._observations([self._sims[i] for i in indices])
+        state_copies = self._state_copies(states, obs)
+        infos = [
+            {aid: {**info, GLOBAL_STATE_KEY: next(state_copies)} for aid in self.possible_agents}
+            for info in env_infos
+        ]
         return obs, infos
 
     def step(self, actions: Mapping[str, np.ndarray]) -> TeamVectorStep:
@@ -204,26 +202,23 @@ class MaMuJoCoVectorEnv:
             ValueError: An agent has no action, or its actions have the wrong shape.
         """
         joint = self._joint_actions(actions)
-        states, rewards, terms, truncs, env_infos = [], [], [], [], []
-        for env, row in zip(self.envs, joint, strict=True):
-            state, reward, term, trunc, info = env.step(row)
-            states.append(state)
-            rewards.append(float(reward))
-            terms.append(bool(term))
-            truncs.append(bool(trunc) and not term)
-            env_infos.append(info)
-        obs = self._observations(range(self.num_envs))
-        states32 = self._states(states, obs)
+        results = [env.step(row) for env, row in zip(self.envs, joint, strict=True)]
+        states, rewards, terms, truncs, env_infos = zip(*results, strict=True)
+        rewards = [float(r) for r in rewards]
+        terms = [bool(t) for t in terms]
+        truncs = [bool(t) and not term for t, term in zip(truncs, terms, strict=True)]
+        obs = self._observations(self._sims)
+        state_copies = self._state_copies(states, obs)
         infos = []
-        for info, reward, term, per_agent in zip(env_infos, rewards, terms, states32, strict=True):
-            # One template dict per env in the reference's key order; each agent gets a copy
-            # with its own copy of the state.
+        for info, reward, term in zip(env_infos, rewards, terms, strict=True):
+            # One template per env, in the reference's key order; each agent gets a copy of
+            # it with its own copy of the state.
             base = {**info, GLOBAL_STATE_KEY: None, AGENT_REWARD_KEY: reward}
             base[ENV_TERMINATED_KEY] = term
             agent_infos = {}
-            for aid, state in zip(self.possible_agents, per_agent, strict=True):
+            for aid in self.possible_agents:
                 agent_infos[aid] = agent_info = base.copy()
-                agent_info[GLOBAL_STATE_KEY] = state
+                agent_info[GLOBAL_STATE_KEY] = next(state_copies)
             infos.append(agent_infos)
         team = np.array(rewards, dtype=np.float64)
         return TeamVectorStep(
@@ -351,18 +346,20 @@ class MaMuJoCoVectorEnv:
             np.clip(source[:, nqv:], -_CFRC_CLIP, _CFRC_CLIP, out=source[:, nqv:])
         return source
 
-    def _observations(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Agent ID -> float32 observations of the envs at `indices`, `[len, obs_dim]`."""
-        source = self._source_rows([self._sims[i] for i in indices]).astype(np.float32)
+    def _observations(self, sims: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Agent ID -> float32 observations of `sims` (unwrapped envs), `[len, obs_dim]`."""
+        source = self._source_rows(sims).astype(np.float32)
         return {
             aid: source[:, columns]
             for aid, columns in zip(self.possible_agents, self._obs_index, strict=True)
         }
 
-    def _states(self, states: Sequence[np.ndarray], obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """float32 `[len, num_agents, state_dim]`: one global-state copy per env and agent."""
+    def _state_copies(
+        self, states: Sequence[np.ndarray], obs: Mapping[str, np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        """float32 global states, one separate array per env and agent (env-major order)."""
         if self._concat_obs:
             rows = np.concatenate([obs[aid] for aid in self.possible_agents], axis=1)
         else:
             rows = np.asarray(states, dtype=np.float32).reshape(len(states), -1)
-        return np.repeat(rows[:, None, :], len(self.possible_agents), axis=1)
+        return iter(list(np.repeat(rows, len(self.possible_agents), axis=0)))

@@ -147,7 +147,7 @@ def test_matches_reference_over_a_longer_episode():
 @pytest.mark.slow
 @pytest.mark.parametrize(("scenario", "agent_conf"), TUNED)
 def test_matches_reference_over_full_episodes(scenario: str, agent_conf: str):
-    """The robots' own 1,000-step time limit, 1,100 steps (minutes in all)."""
+    """The robots' own 1,000-step time limit, 1,100 steps (about 15 s in all)."""
     config = {"scenario": scenario, "agent_conf": agent_conf, "agent_obsk": 1}
     counts = _run_both(config, 1100, seed=3)
     assert counts["terminated"] + counts["truncated"] >= NUM_ENVS, counts
