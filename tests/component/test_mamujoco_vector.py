@@ -183,6 +183,20 @@ def test_unsupported_configs_fall_back(config: dict[str, Any], named: str):
         MaMuJoCoVectorEnv(config, 2)
 
 
+def test_returned_arrays_are_not_shared():
+    """Like the reference's copies: writing one agent's state or observation changes no other."""
+    venv = MaMuJoCoVectorEnv({"agent_conf": "6x1", "max_episode_steps": 5}, 2)
+    obs, infos = venv.reset([0, 1], [0, 1])
+    actions = {aid: np.zeros((2, 1), dtype=np.float32) for aid in venv.possible_agents}
+    out = venv.step(actions)
+    arrays = [*obs.values(), *out.obs.values(), *out.rewards.values()]
+    arrays += [info[GLOBAL_STATE_KEY] for env in [*infos, *out.infos] for info in env.values()]
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1 :]:
+            assert not np.shares_memory(a, b)
+    venv.close()
+
+
 def test_bad_arguments_are_named():
     venv = MaMuJoCoVectorEnv({"agent_conf": "2x3", "max_episode_steps": 5}, 2)
     venv.reset([0, 1], [0, 1])
