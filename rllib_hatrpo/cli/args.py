@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from rllib_hatrpo.experiments.spec import DEFAULT_MAX_ENV_RUNNER_RESTARTS
+from rllib_hatrpo.experiments.spec import DEFAULT_MAX_ENV_RUNNER_RESTARTS, ENV_RUNNERS
 
 #: The env of ``--env`` when none is given.
 DEFAULT_ENV = "mpe"
@@ -270,6 +270,13 @@ def resource_group(default_env_runners: int) -> Group:
                 help="vectorised envs per EnvRunner; default: %(default)s",
             ),
             flag(
+                "--env-runner",
+                choices=ENV_RUNNERS,
+                default=ENV_RUNNERS[0],
+                help="the sampler: 'team' (N envs in lockstep, one forward pass per agent) or "
+                "'rllib' (RLlib's MultiAgentEnvRunner); default: %(default)s",
+            ),
+            flag(
                 "--num-learners",
                 type=int_at_least(0),
                 default=0,
@@ -318,6 +325,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "hidden_sizes": None if args.hidden_sizes is None else tuple(args.hidden_sizes),
         "num_env_runners": args.num_env_runners,
         "num_envs_per_env_runner": args.num_envs_per_env_runner,
+        "env_runner": args.env_runner,
         "restart_failed_env_runners": args.restart_failed_env_runners,
         "max_env_runner_restarts": args.max_env_runner_restarts,
         "num_learners": args.num_learners,

@@ -42,7 +42,7 @@ from rllib_hatrpo.cli.common import (
 )
 from rllib_hatrpo.experiments.loop import DEFAULT_STOP_ITERS
 from rllib_hatrpo.experiments.plans import PlanMismatchError
-from rllib_hatrpo.experiments.spec import RunSpec, resolve_env
+from rllib_hatrpo.experiments.spec import ENV_RUNNERS, RunSpec, resolve_env
 from rllib_hatrpo.experiments.summaries import FINAL_FRACTION, FINAL_TEAM_RETURN
 from rllib_hatrpo.experiments.sweeps import (
     ASHA_TIME_ATTRS,
@@ -245,13 +245,16 @@ def sweep_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`.
 
-    The learner flags are left out at their defaults, so that a sweep recorded before they
-    existed still resumes.
+    The learner flags and ``--env-runner`` are left out at their defaults, so that a sweep
+    recorded before they existed still resumes (both samplers give the learner the same
+    batches).
     """
     flags = {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
     for key in ("num_learners", "num_gpus_per_learner"):
         if not flags.get(key):
             flags.pop(key, None)
+    if flags.get("env_runner") == ENV_RUNNERS[0]:
+        flags.pop("env_runner")
     return flags
 
 

@@ -29,6 +29,8 @@ from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 
 #: RLlib's default cap on EnvRunner restarts (``AlgorithmConfig.max_num_env_runner_restarts``).
 DEFAULT_MAX_ENV_RUNNER_RESTARTS = 1000
+#: The samplers a run can use: HATRPO's vectorised TeamEnvRunner (default) or RLlib's own.
+ENV_RUNNERS = ("team", "rllib")
 
 # A setting's name inside a SettingError message (see `ref`): a control character around the
 # name, which no user value holds.
@@ -100,6 +102,23 @@ def _search_working_directory() -> None:
 
 
 # --------------------------------------------------------------------------- allocators
+
+
+def env_runner_settings(env_runner: str) -> dict[str, Any]:
+    """``env_runners(...)`` settings of a sampler name of :data:`ENV_RUNNERS`.
+
+    Raises:
+        SettingError: An unknown name.
+    """
+    if env_runner not in ENV_RUNNERS:
+        raise SettingError(
+            "env_runner", f"{ref('env_runner')} must be one of {ENV_RUNNERS}, got {env_runner!r}"
+        )
+    if env_runner == "rllib":
+        from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+        return {"env_runner_cls": MultiAgentEnvRunner}
+    return {}
 
 
 def resolve_allocator(name: Any, setting: str = "allocator") -> tuple[Any, str]:
@@ -253,6 +272,9 @@ class RunSpec:
         hidden_sizes: Hidden layers of the actors and the critic.
         num_env_runners: Remote EnvRunners (0: sample in the driver).
         num_envs_per_env_runner: Vectorised envs per EnvRunner.
+        env_runner: The sampler, one of :data:`ENV_RUNNERS`: "team" (HATRPO's
+            ``TeamEnvRunner``, the config's default) or "rllib" (RLlib's
+            ``MultiAgentEnvRunner``).
         restart_failed_env_runners: Recreate an EnvRunner process that dies (RLlib's
             fault tolerance) instead of stopping the run.
         max_env_runner_restarts: Restarts allowed per EnvRunner.
@@ -271,6 +293,7 @@ class RunSpec:
     hidden_sizes: tuple[int, ...] | None = None
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 4
+    env_runner: str = ENV_RUNNERS[0]
     restart_failed_env_runners: bool = True
     max_env_runner_restarts: int = DEFAULT_MAX_ENV_RUNNER_RESTARTS
     num_learners: int = 0
@@ -309,6 +332,7 @@ class RunSpec:
             .env_runners(
                 num_env_runners=self.num_env_runners,
                 num_envs_per_env_runner=self.num_envs_per_env_runner,
+                **env_runner_settings(self.env_runner),
             )
             .learners(
                 num_learners=self.num_learners, num_gpus_per_learner=self.num_gpus_per_learner
