@@ -18,6 +18,8 @@ from rllib_hatrpo.core.allocation import ALL_ALLOCATOR_NAMES
 #: The paper's square: both actions bounded to [0, 7].
 SQUARE = (0.0, 7.0)
 AGENTS = ("agent_0", "agent_1")
+#: "Reached the local optimum": the mean action is within this distance of it.
+LOCAL_RADIUS = 0.2
 
 
 def allocator_colour(allocator: str) -> str:
@@ -50,12 +52,32 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
                 "final_return": last["team_return"],
                 "success": bool(last["global_basin"]),
                 "iters_to_success": settled_iteration(run["global_basin"]),
+                "iters_to_local": _first_within(run, LOCAL_RADIUS),
                 "share_agent_0_first10": float(
                     (run["kl_budget_agent_0"] / run["total_kl_budget"]).iloc[:10].mean()
                 ),
+                "kl_share_agent_0_first10": float(_kl_share(run).iloc[:10].mean()),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _first_within(run: pd.DataFrame, radius: float) -> float:
+    """First iteration whose mean action is within ``radius`` of the local optimum; NaN if
+    none is."""
+    from rllib_hatrpo.envs import LOCAL_OPTIMUM
+
+    distance = np.hypot(
+        run["action_agent_0"] - LOCAL_OPTIMUM.a1, run["action_agent_1"] - LOCAL_OPTIMUM.a2
+    )
+    hits = run.index[(distance <= radius).to_numpy()]
+    return float(hits.min()) if len(hits) else math.nan
+
+
+def _kl_share(run: pd.DataFrame) -> pd.Series:
+    """KL_0 / (KL_0 + KL_1) per iteration (an agent not updated counts 0; NaN if neither is)."""
+    kl_0, kl_1 = run["kl_agent_0"].fillna(0.0), run["kl_agent_1"].fillna(0.0)
+    return kl_0 / (kl_0 + kl_1).where(kl_0 + kl_1 > 0)
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +98,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "final_det_return_mean": r["final_det_return"].mean(),
                 "successes": int(r["success"].sum()),
                 "median_iters_to_success": ok["iters_to_success"].median(),
+                "median_iters_to_local": r["iters_to_local"].median(),
                 "share_agent_0_first10": r["share_agent_0_first10"].mean(),
+                "kl_share_agent_0_first10": r["kl_share_agent_0_first10"].mean(),
             }
         )
     return pd.DataFrame(rows)
@@ -89,7 +113,8 @@ TABLE_HEADER = (
     "R(final mean action)",
     "success",
     "median iters to success",
-    "agent_0 share, iters 1-10",
+    f"median iters to local opt. (≤ {LOCAL_RADIUS})",
+    "agent_0 δ share / KL share, iters 1-10",
 )
 
 
@@ -107,7 +132,10 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                 f"{s['final_det_return_mean']:.3f}",
                 f"{s['successes']}/{s['seeds']}",
                 "—" if math.isnan(iters) else f"{iters:.0f}",
-                f"{s['share_agent_0_first10']:.2f}",
+                "—"
+                if math.isnan(s["median_iters_to_local"])
+                else f"{s['median_iters_to_local']:.0f}",
+                f"{s['share_agent_0_first10']:.2f} / {s['kl_share_agent_0_first10']:.2f}",
             ]
         )
     return markdown_table(TABLE_HEADER, rows)
@@ -171,7 +199,7 @@ def plot_trajectories(
             ax.plot(*mean.iloc[-1], "o", color=colour, mec="black", ms=6)
         ax.plot(*setting["start"], "o", color="white", mec="black", ms=5)
         ax.set_title(shown[0] if per_seed else "seed means")
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="lower right", fontsize=6, framealpha=0.6)
     axes[0][0].set_ylabel("a2 (agent_1)")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="R(a1, a2)")
     fig.suptitle(f"Differential game, mean action per iteration ({tag}; white dot = start)")
@@ -222,3 +250,43 @@ def plot_budget_shares(df: pd.DataFrame, tag: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def smoothed_gradient(
+    mean: tuple[float, float], std: float, nodes: int = 80, step: float = 1e-4
+) -> tuple[float, float, float]:
+    """J(μ) = E[R(clip(μ + std·ε, 0, 7))], ε ~ N(0, I), by Gauss–Hermite quadrature, and its
+    gradient in the mean by central differences: (J, ∂J/∂μ1, ∂J/∂μ2). This is the objective
+    the policies' means ascend (in expectation) at a given std."""
+    from rllib_hatrpo.envs import differential_game_reward
+
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+
+    def objective(m1: float, m2: float) -> float:
+        a1 = np.clip(m1 + std * x, *SQUARE)[:, None]
+        a2 = np.clip(m2 + std * x, *SQUARE)[None, :]
+        return float((w[:, None] * w[None, :] * differential_game_reward(a1, a2)).sum())
+
+    m1, m2 = mean
+    d1 = (objective(m1 + step, m2) - objective(m1 - step, m2)) / (2 * step)
+    d2 = (objective(m1, m2 + step) - objective(m1, m2 - step)) / (2 * step)
+    return objective(m1, m2), d1, d2
+
+
+def gradient_table(starts: list[tuple[float, float]], stds: list[float]) -> str:
+    """Markdown: the smoothed reward's gradient at each start and std, and the ratio of the
+    agents' mean-parameter q_i = std²·(∂J/∂μ_i)² (what kkt's shares follow)."""
+    rows = []
+    for start in starts:
+        for std in stds:
+            value, d1, d2 = smoothed_gradient(start, std)
+            ratio = (d1 / d2) ** 2 if d2 else math.inf
+            cells = (value, d1, d2, ratio)
+            formats = ("{:.3f}", "{:+.4f}", "{:+.4f}", "{:.3g}")
+            rows.append(
+                [f"({start[0]:g}, {start[1]:g})", f"{std:g}"]
+                + [fmt.format(cell) for fmt, cell in zip(formats, cells, strict=True)]
+            )
+    header = ("start", "std", "J", "∂J/∂μ1", "∂J/∂μ2", "q_0 / q_1 (mean part)")
+    return markdown_table(header, rows)

@@ -39,7 +39,9 @@ from which ``global_basin`` holds to the end.
 ``report`` writes, per setting, ``trajectories_<tag>.png`` (the reward heatmap with contours,
 each method's seed-averaged mean-action trajectory, thick, and every seed's, thin) and
 ``budget_shares_<tag>.png`` (agent_0's share δ_0/δ_total per iteration), and
-``summary.md``/``summary.csv`` with one row per setting × allocator.
+``summary.md``/``summary.csv`` with one row per setting × allocator, and
+``smoothed_gradient.md``: the gradient of the std-smoothed reward E[R(clip(μ + std·ε))] at the
+start, by quadrature (`_differential_game_report.smoothed_gradient`).
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def run_setting(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     """Figures per setting and the summary table of every setting under ``args.data``."""
     from _differential_game_report import (
+        gradient_table,
         plot_budget_shares,
         plot_trajectories,
         summarize,
@@ -164,7 +167,9 @@ def report(args: argparse.Namespace) -> None:
     summary.to_csv(args.data / "summary.csv", index=False)
     table = summary_markdown(summary)
     (args.data / "summary.md").write_text(table + "\n")
-    print(table)
+    gradients = gradient_table([(2.5, 1.0), (2.0, 1.0)], [0.3, 0.5, 0.8, 1.0, 1.2, 1.3, 1.5, 2.0])
+    (args.data / "smoothed_gradient.md").write_text(gradients + "\n")
+    print(table, gradients, sep="\n\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

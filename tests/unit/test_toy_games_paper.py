@@ -112,7 +112,23 @@ def test_report_summarises_and_draws_synthetic_runs(tmp_path):
     assert summary.loc["waterfill", "median_iters_to_success"] == 2
     assert summary.loc["waterfill", "final_a1_mean"] == pytest.approx((5.2 + 1.1) / 2)
     assert summary.loc["waterfill", "share_agent_0_first10"] == pytest.approx(0.75)
+    assert summary.loc["waterfill", "kl_share_agent_0_first10"] == pytest.approx(1.0)
+    assert summary.loc["uniform", "median_iters_to_local"] == 3  # (1.1, 1.0) is within 0.2
     setting = {"start": [2.5, 1.0]}
     plot_trajectories(df, "synthetic", setting, tmp_path / "t.png", grid_points=21, dpi=30)
     plot_budget_shares(df, "synthetic", tmp_path / "b.png")
     assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_smoothed_gradient_tends_to_the_reward_gradient_for_a_small_std():
+    """std → 0: E[R(μ + std·ε)] → R(μ), and its gradient → ∇R(μ) (central differences)."""
+    from _differential_game_report import smoothed_gradient
+
+    h = 1e-5
+    value, d1, d2 = smoothed_gradient((2.5, 1.0), 1e-3)
+    assert value == pytest.approx(differential_game_reward(2.5, 1.0), rel=1e-5)
+    r = differential_game_reward
+    assert d1 == pytest.approx((r(2.5 + h, 1.0) - r(2.5 - h, 1.0)) / (2 * h), rel=1e-3)
+    assert d2 == pytest.approx((r(2.5, 1.0 + h) - r(2.5, 1.0 - h)) / (2 * h), abs=1e-4)
+    _, g1, g2 = smoothed_gradient((GLOBAL_OPTIMUM.a1, GLOBAL_OPTIMUM.a2), 1e-3)
+    assert abs(g1) < 1e-3 and abs(g2) < 1e-3
