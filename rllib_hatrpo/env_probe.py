@@ -24,6 +24,13 @@ class EnvProbe:
     action_spaces: dict[str, gym.Space]
     state_space: gym.Space | None
 
+    def network_inputs(self) -> dict[str, gym.Space]:
+        """The networks' input spaces: each agent's observation, then ``"global state"``."""
+        inputs = {f"agent {a!r}": self.observation_spaces[a] for a in self.agents}
+        if self.state_space is not None:
+            inputs["global state"] = self.state_space
+        return inputs
+
 
 def probe_env(env: Any, env_config: dict | None) -> EnvProbe:
     """Creates the env the way RLlib's EnvRunners do, reads its agents and spaces, closes it."""

@@ -55,7 +55,6 @@ from rllib_hatrpo.input_normalization import (
     InputNormalization,
     replaced_setting_error,
 )
-from rllib_hatrpo.team_env_runner import TeamEnvRunner
 from rllib_hatrpo.torch.distributed import balanced_shards
 
 logger = logging.getLogger(__name__)
@@ -86,8 +85,6 @@ class HATRPOConfig(AlgorithmConfig):
         self.grad_clip = 10.0  # the critic's gradient-norm clip
         self.grad_clip_by = "global_norm"
         self.callbacks_class = TeamReturnCallback
-        # N envs in lockstep, one forward pass per agent (RLlib's runner: MultiAgentEnvRunner).
-        self.env_runner_cls = TeamEnvRunner
         # The joint KL budget and its allocation.
         self.kl_threshold = 0.01
         self.total_kl_budget: float | None = None
@@ -115,6 +112,14 @@ class HATRPOConfig(AlgorithmConfig):
         self.activation = "relu"
         self.input_normalization: InputNormalization = DEFAULT_INPUT_NORMALIZATION
         self.initial_log_std = -1.0
+        # Image inputs: the CNN before the MLP (rllib_hatrpo.default_hatrpo_rl_module).
+        self.cnn_filters: list[list[Any]] = [
+            [16, 8, 4, "same"],
+            [32, 4, 2, "same"],
+            [32, 3, 1, "same"],
+        ]
+        # The train batch's estimated memory (rllib_hatrpo.hatrpo_config_checks).
+        self.max_batch_memory_gib: float | None = 8.0
 
     @override(AlgorithmConfig)
     def training(
@@ -143,6 +148,8 @@ class HATRPOConfig(AlgorithmConfig):
         activation: str | None = NotProvided,
         input_normalization: InputNormalization | None = NotProvided,
         initial_log_std: float | None = NotProvided,
+        cnn_filters: list[list[Any]] | None = NotProvided,
+        max_batch_memory_gib: float | None = NotProvided,
         **kwargs,
     ) -> HATRPOConfig:
         """Sets the HATRPO hyperparameters (and, through ``kwargs``, RLlib's).
@@ -187,6 +194,17 @@ class HATRPOConfig(AlgorithmConfig):
                 LayerNorm over the features of each input; it maps a 1-feature input to a
                 constant) or "none". Replaces ``input_layer_norm`` (True → "layer_norm").
             initial_log_std: initial log standard deviation of Gaussian actors (−1.0).
+            cnn_filters: the convolutional encoder of image inputs (observations or a global
+                state that are a ``Box`` of rank 3, (H, W, C)), before the MLP layers: one
+                ``[out_channels, kernel, stride]`` or ``[out_channels, kernel, stride,
+                "same" | "valid"]`` per layer, RLlib's ``CNNEncoderConfig`` format (default:
+                Nature-CNN's kernels and strides, half its channels, "same" padding:
+                ``[[16, 8, 4, "same"], [32, 4, 2, "same"], [32, 3, 1, "same"]]``).
+                ``validate()`` rejects a spec that does not fit an image.
+            max_batch_memory_gib: the most memory, in GiB, that ``validate()`` lets the train
+                batch's observations and global states take, estimated with the copies RLlib
+                makes (8.0; None: no check). See
+                :func:`rllib_hatrpo.hatrpo_config_checks.estimate_batch_memory`.
 
         Raises:
             ValueError: ``input_layer_norm`` is given (replaced by ``input_normalization``).
@@ -216,6 +234,7 @@ class HATRPOConfig(AlgorithmConfig):
                 "activation": self.activation,
                 "input_normalization": self.input_normalization,
                 "initial_log_std": self.initial_log_std,
+                "cnn_filters": self.cnn_filters,
             },
         )
 
@@ -243,6 +262,7 @@ class HATRPOConfig(AlgorithmConfig):
                         "activation": self.activation,
                         "input_normalization": self.input_normalization,
                         "use_value_norm": self.use_value_norm,
+                        "cnn_filters": self.cnn_filters,
                     },
                 )
             }

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
+from rllib_hatrpo.default_hatrpo_rl_module import cnn_output_shape
 from rllib_hatrpo.input_normalization import validate_input_normalization
 
 _SUPPORTED_ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
+_CNN_FILTERS_FIELD = "training(cnn_filters=...)"
+#: An image larger than any kernel: checks the form of ``cnn_filters`` alone.
+_FORM_ONLY_IMAGE = (1 << 16, 1 << 16, 1)
+_GIB = 1 << 30
+
+#: Peak memory of one iteration over the bytes of its observations and global states, measured:
+#: 7.9× (sampling + one update, 1000 and 2000 env steps of 2 agents with 128×128×3 uint8
+#: images, their 128×128×6 channel stack as the state). The copies: the episodes (on the
+#: EnvRunner; a second copy on the learner once they cross processes), the learner
+#: connector's batch arrays, the critic's float32 copy of the state (4× a uint8 image), and the
+#: networks' float32 inputs in the forward passes, scaled to [0, 1] and zero-padded by the CNN.
+BATCH_COPIES = 8
 
 
 def _number(value: Any) -> bool:
@@ -28,6 +43,7 @@ def validate_hatrpo_config(config: Any) -> None:
     _validate_rllib_settings(config)
     if config.env is not None:
         _validate_env(config)
+        _validate_images_and_memory(config)
     validate_input_normalization(config)
 
 
@@ -106,6 +122,13 @@ def _validate_flags_and_sizes(c: Any) -> None:
         c.activation in ("relu", "tanh"),
         f"training(activation=...) must be 'relu' or 'tanh', got {c.activation!r}.",
     )
+    cnn_output_shape(_FORM_ONLY_IMAGE, c.cnn_filters, _CNN_FILTERS_FIELD)
+    _require(
+        c.max_batch_memory_gib is None
+        or (_number(c.max_batch_memory_gib) and c.max_batch_memory_gib > 0),
+        "training(max_batch_memory_gib=...) must be None (no check) or a number of GiB > 0, "
+        f"got {c.max_batch_memory_gib!r}.",
+    )
     _require(
         _integer(c.train_batch_size_per_learner) and c.train_batch_size_per_learner >= 1,
         "training(train_batch_size_per_learner=...) must be an integer >= 1 (env steps per "
@@ -176,3 +199,60 @@ def _validate_env(c: Any) -> None:
             f"agent {agent!r} has action space {action_space}; HATRPO supports Box, "
             "Discrete and MultiDiscrete.",
         )
+
+
+def estimate_batch_memory(probe: Any, env_steps: int) -> int:
+    """Peak bytes one iteration needs for its observations and global states: Σ (each agent's
+    observation + the global state) × ``env_steps`` × ``BATCH_COPIES``, at the spaces' own
+    dtypes (uint8 images one byte a pixel).
+
+    Args:
+        probe: The env's :class:`rllib_hatrpo.env_probe.EnvProbe`.
+        env_steps: Env steps per iteration (the train batch).
+    """
+    per_step = sum(_space_bytes(space) for space in probe.network_inputs().values())
+    return per_step * env_steps * BATCH_COPIES
+
+
+def _space_bytes(space: gym.Space) -> int:
+    """Bytes of one value of a ``Box`` (0 for other spaces: small, and not flattened here)."""
+    if not isinstance(space, gym.spaces.Box):
+        return 0
+    return int(np.prod(space.shape)) * space.dtype.itemsize
+
+
+def _validate_images_and_memory(c: Any) -> None:
+    """``cnn_filters`` fits every image input; the batch's estimated memory fits the budget."""
+    from rllib_hatrpo.env_probe import probe_env
+
+    probe = probe_env(c.env, c.env_config)
+    for name, space in probe.network_inputs().items():
+        if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+            cnn_output_shape(space.shape, c.cnn_filters, f"{_CNN_FILTERS_FIELD} ({name})")
+    if c.max_batch_memory_gib is None:
+        return
+    env_steps = c.train_batch_size_per_learner * max(1, c.num_learners)
+    needed = estimate_batch_memory(probe, env_steps)
+    budget = c.max_batch_memory_gib * _GIB
+    if needed <= budget:
+        return
+    observations = Counter(
+        f"{space.shape} {space.dtype}" for space in probe.observation_spaces.values()
+    )
+    per_agent = ", ".join(f"{n} × {shape}" for shape, n in observations.items())
+    state = probe.state_space
+    fits = int(budget // max(1, needed // env_steps)) // max(1, c.num_learners)
+    raise ValueError(
+        f"The train batch needs ≈ {needed / _GIB:.1f} GB (GiB) for its observations and "
+        f"global states, more than training(max_batch_memory_gib={c.max_batch_memory_gib}): "
+        f"per env step, per-agent observation shapes {per_agent} and a global state of "
+        f"{getattr(state, 'shape', None)} {getattr(state, 'dtype', '')}, × {env_steps} env "
+        f"steps (training(train_batch_size_per_learner={c.train_batch_size_per_learner})), × "
+        f"{BATCH_COPIES} copies RLlib makes (episodes, batch, tensors). Fixes: preprocess the "
+        "images with SuperSuit before PettingZooEnv, e.g. color_reduction_v0(env, 'B') (one "
+        "channel), resize_v1(env, 32, 32), frame_stack_v1(env, 3), dtype_v0(env, np.uint8) "
+        "(uint8 images take 1/4 of float32's memory), with PettingZooEnv(env, "
+        "global_state='concat_obs') so the global state is the preprocessed observations; "
+        f"or lower training(train_batch_size_per_learner=...) (≤ {fits} env steps fit); or "
+        "raise training(max_batch_memory_gib=...) if the machine has the memory."
+    )

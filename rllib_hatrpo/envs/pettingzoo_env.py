@@ -9,11 +9,15 @@ global state for its team critic and a team reward. This wrapper provides:
 - **Fixed agent order**: `possible_agents` (and `agents`, which stays the full list) is the
   env's `possible_agents`; every returned dict is built from it, never from the env's `agents`
   (MaMuJoCo empties those when an episode ends).
-- **float32**: `Box` observation spaces are cast to float32 (bounds cast, ±inf kept) and
-  flattened to 1-D; observations are float32 arrays. `Box` action spaces become float32;
-  `Discrete` and `MultiDiscrete` stay as they are.
-- **Global state**: `state_space` (float32 1-D `Box`) and `info[aid][GLOBAL_STATE_KEY]` at reset
-  and at every step (see `global_state` in `PettingZooEnv.__init__` for the fallback).
+- **float32 vectors, images as images**: `Box` observation spaces are cast to float32 (bounds
+  cast, ±inf kept) and flattened to 1-D; observations are float32 arrays. A `Box` of rank 3
+  (height, width, channels) is an image and keeps its shape, and uint8 images stay uint8
+  (`rllib_hatrpo.envs.observations`). `Box` action spaces become float32; `Discrete` and
+  `MultiDiscrete` stay as they are.
+- **Global state**: `state_space` (a float32 1-D `Box`, or an image `Box`) and
+  `info[aid][GLOBAL_STATE_KEY]` at reset and at every step (see `global_state` in
+  `PettingZooEnv.__init__` for the fallback). An image state is one array per step that all
+  agents' infos share (n copies of an image would cost n times the memory): read-only.
 - **Team reward**: every agent receives the same reward, the mean or the sum of the env's
   per-agent rewards; each agent's own reward is kept in `info[aid]["agent_reward"]`.
 - **Everyone acts at every step**: HATRPO's element-wise `compound_ratio` needs the agents' rows
@@ -23,7 +27,6 @@ global state for its team critic and a team reward. This wrapper provides:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,13 +35,11 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
-from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY
+from rllib_hatrpo.envs import ENV_TERMINATED_KEY, GLOBAL_STATE_KEY, observations
 from rllib_hatrpo.envs.dead_agents import DEAD_AGENTS_MODES, BlackDeath
 
 if TYPE_CHECKING:
     from pettingzoo import ParallelEnv
-
-logger = logging.getLogger(__name__)
 
 TeamReward = Literal["mean", "sum"]
 GlobalState = Literal["auto", "state", "concat_obs"]
@@ -74,9 +75,10 @@ class PettingZooEnv(MultiAgentEnv):
         env: The wrapped PettingZoo `ParallelEnv`.
         possible_agents: The env's `possible_agents`, in its order.
         agents: Same list as `possible_agents` (all agents act at every step).
-        observation_spaces: Agent ID -> float32 1-D `Box`.
+        observation_spaces: Agent ID -> float32 1-D `Box`, or an image `Box` (H, W, C), uint8
+            or float32.
         action_spaces: Agent ID -> `Box` (float32), `Discrete` or `MultiDiscrete`.
-        state_space: float32 1-D `Box` of the global state.
+        state_space: `Box` of the global state: float32 1-D, or an image (H, W, C).
         global_state: The resolved global-state source, "state" or "concat_obs".
         team_reward: "mean" or "sum".
         dead_agents: "error" or "black_death" (agents that finish while others go on).
@@ -102,7 +104,10 @@ class PettingZooEnv(MultiAgentEnv):
                 Otherwise the fallback: the concatenation of all agents' flattened float32
                 observations in `possible_agents` order (its bounds are the observation
                 spaces' bounds), i.e. the critic sees the joint observation, which
-                is a state only if the agents jointly observe everything relevant.
+                is a state only if the agents jointly observe everything relevant. Image
+                observations of one height and width are stacked along the channel axis
+                instead (uint8 if all are), so the state goes through the same SuperSuit
+                preprocessing as the observations.
                 "state": always `env.state()`; ValueError if the env does not implement it.
                 With "auto" or "state", a `state()` that raises at a terminated step (as
                 multiwalker's does) gives zeros there, a placeholder the learner never reads;
@@ -135,11 +140,12 @@ class PettingZooEnv(MultiAgentEnv):
         self.agents = list(self.possible_agents)
 
         self.observation_spaces = {
-            aid: _float32_observation_space(aid, env.observation_space(aid))
+            aid: observations.observation_space(aid, env.observation_space(aid))
             for aid in self.possible_agents
         }
         self.action_spaces = {
-            aid: _convert_action_space(aid, env.action_space(aid)) for aid in self.possible_agents
+            aid: observations.convert_action_space(aid, env.action_space(aid))
+            for aid in self.possible_agents
         }
         # Old-API-stack style `Dict` spaces, as RLlib's own wrapper sets them. Note that
         # `gym.spaces.Dict` sorts its keys; `possible_agents` is the order that counts.
@@ -157,7 +163,7 @@ class PettingZooEnv(MultiAgentEnv):
     def reset(
         self, *, seed: int | None = None, options: dict | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-        """Resets the env; returns float32 observations and infos (with the state) per agent."""
+        """Resets the env; returns the observations and the infos (with the state) per agent."""
         super().reset(seed=seed, options=options)
         obs, infos = self.env.reset(seed=seed, options=options)
         self._episode_step = 0
@@ -252,10 +258,8 @@ class PettingZooEnv(MultiAgentEnv):
 
     def _convert_observations(self, obs: Mapping, where: str) -> dict[str, np.ndarray]:
         try:
-            return {
-                aid: np.array(obs[aid], dtype=np.float32).reshape(-1)
-                for aid in self.possible_agents
-            }
+            spaces = self.observation_spaces
+            return {aid: observations.convert(obs[aid], spaces[aid]) for aid in spaces}
         except KeyError as e:
             raise RuntimeError(
                 f"{type(self.env).__name__}.{where} returned no observation for agent {e}; "
@@ -278,12 +282,12 @@ class PettingZooEnv(MultiAgentEnv):
             RuntimeError: `state()` raised at reset or at a step that did not terminate.
         """
         if self.global_state != "state":
-            return np.concatenate([obs[aid] for aid in self.possible_agents])
+            return observations.concat([obs[aid] for aid in self.possible_agents], self.state_space)
         try:
-            return np.array(self.env.state(), dtype=np.float32).reshape(-1)
+            return observations.convert(self.env.state(), self.state_space)
         except Exception as e:
             if terminated:
-                return np.zeros(self.state_space.shape, dtype=np.float32)
+                return np.zeros(self.state_space.shape, dtype=self.state_space.dtype)
             where = (
                 f"at step {self._episode_step} of the episode, which did not terminate "
                 "(a truncation bootstraps with V of this state)"
@@ -305,9 +309,12 @@ class PettingZooEnv(MultiAgentEnv):
     ) -> dict[str, dict]:
         infos = infos or {}
         out = {}
+        shared = observations.is_image(self.state_space)
+        if shared:
+            state.flags.writeable = False
         for aid in self.possible_agents:
             info = dict(infos.get(aid) or {})  # A copy: the env's own dicts stay untouched.
-            info[GLOBAL_STATE_KEY] = state.copy()
+            info[GLOBAL_STATE_KEY] = state if shared else state.copy()
             if agent_rewards is not None:
                 info[AGENT_REWARD_KEY] = agent_rewards[aid]
             if terminated is not None:
@@ -316,22 +323,19 @@ class PettingZooEnv(MultiAgentEnv):
         return out
 
     def _resolve_global_state(self, mode: str) -> tuple[str, gym.spaces.Box]:
-        """Returns the global-state source ("state" or "concat_obs") and its float32 space."""
+        """Returns the global-state source ("state" or "concat_obs") and its space."""
         if mode != "concat_obs":
             probe = self._probe_state()
             if probe is not None:
-                return "state", self._env_state_space(probe)
+                space = getattr(self.env, "state_space", None)
+                return "state", observations.state_space_of(space, probe, type(self.env).__name__)
             if mode == "state":
                 raise ValueError(
                     f"global_state='state', but {type(self.env).__name__} does not implement "
                     "state(); use global_state='concat_obs' (or 'auto') instead."
                 )
         spaces = [self.observation_spaces[aid] for aid in self.possible_agents]
-        return "concat_obs", gym.spaces.Box(
-            low=np.concatenate([s.low for s in spaces]),
-            high=np.concatenate([s.high for s in spaces]),
-            dtype=np.float32,
-        )
+        return "concat_obs", observations.concat_space(spaces)
 
     def _probe_state(self) -> np.ndarray | None:
         """Resets the env and calls `state()`; None if the env does not implement it."""
@@ -345,61 +349,4 @@ class PettingZooEnv(MultiAgentEnv):
             state = state_fn()
         except NotImplementedError:
             return None
-        return np.asarray(state, dtype=np.float32).reshape(-1)
-
-    def _env_state_space(self, probe: np.ndarray) -> gym.spaces.Box:
-        space = getattr(self.env, "state_space", None)
-        if not isinstance(space, gym.spaces.Box):
-            return gym.spaces.Box(-np.inf, np.inf, shape=probe.shape, dtype=np.float32)
-        if int(np.prod(space.shape)) != probe.size:
-            raise ValueError(
-                f"{type(self.env).__name__}.state() has {probe.size} entries, but its "
-                f"state_space is {space}."
-            )
-        return _float32_box(space)
-
-
-def _float32_box(space: gym.spaces.Box) -> gym.spaces.Box:
-    """The same `Box`, flattened to 1-D, with float32 bounds (±inf kept)."""
-    return gym.spaces.Box(
-        low=space.low.astype(np.float32).reshape(-1),
-        high=space.high.astype(np.float32).reshape(-1),
-        dtype=np.float32,
-    )
-
-
-def _float32_observation_space(agent_id: str, space: gym.Space) -> gym.spaces.Box:
-    """Checks that `space` is a `Box`; returns it as a float32 1-D `Box`.
-
-    Multi-dimensional observations (e.g. images) are flattened to 1-D, since HATRPO's actors are
-    MLPs; the observations are reshaped the same way.
-
-    Raises:
-        ValueError: `space` is not a `Box`.
-    """
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(
-            f"Agent {agent_id!r} has observation space {space}; PettingZooEnv supports only Box "
-            "observation spaces (flatten or one-hot encode others, e.g. with SuperSuit)."
-        )
-    if len(space.shape) != 1:
-        logger.info("Agent %r: observation space %s is flattened to 1-D.", agent_id, space)
-    return _float32_box(space)
-
-
-def _convert_action_space(agent_id: str, space: gym.Space) -> gym.Space:
-    """Returns `Box` action spaces as float32 and `Discrete`/`MultiDiscrete` unchanged.
-
-    Raises:
-        ValueError: Any other space (HATRPO's actors have Gaussian and categorical heads only).
-    """
-    if isinstance(space, gym.spaces.Box):
-        return gym.spaces.Box(
-            low=space.low.astype(np.float32), high=space.high.astype(np.float32), dtype=np.float32
-        )
-    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
-        return space
-    raise ValueError(
-        f"Agent {agent_id!r} has action space {space}; PettingZooEnv supports Box, Discrete "
-        "and MultiDiscrete action spaces."
-    )
+        return np.asarray(state)

@@ -1,4 +1,5 @@
-"""The HATRPO actor: an MLP policy on the agent's own observation.
+"""The HATRPO actor: an MLP policy on the agent's own observation (a CNN, then the MLP, on an
+image observation: :mod:`rllib_hatrpo.torch.cnn`).
 
 ``Box`` actions: diagonal Gaussian whose log-std is a state-independent parameter.
 ``Discrete``: categorical. ``MultiDiscrete``: a product of categoricals. The module returns
@@ -32,8 +33,9 @@ from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_INPUT_NORMALIZATION,
 )
 from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.cnn import build_network, network_input
 from rllib_hatrpo.torch.exact_state import ExactNormalizerState
-from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
+from rllib_hatrpo.torch.mlp import input_normalizer
 
 
 class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
@@ -41,7 +43,8 @@ class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
 
     ``model_config`` keys: ``hidden_sizes``, ``activation`` ("relu" | "tanh"),
     ``input_normalization`` ("mean_std" | "layer_norm" | "none", see
-    :mod:`rllib_hatrpo.input_normalization`) and ``initial_log_std`` (Box actions only).
+    :mod:`rllib_hatrpo.input_normalization`; for images, :mod:`rllib_hatrpo.torch.cnn`),
+    ``initial_log_std`` (Box actions only) and ``cnn_filters`` (image observations only).
     """
 
     @override(TorchRLModule)
@@ -50,7 +53,8 @@ class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
         if not isinstance(self.observation_space, gym.spaces.Box):
             raise ValueError(
                 f"HATRPO actors need a Box observation space, got {self.observation_space}; "
-                "wrap the env with rllib_hatrpo.envs.PettingZooEnv, which flattens observations."
+                "wrap the env with rllib_hatrpo.envs.PettingZooEnv, which flattens observations "
+                "(and keeps images as (H, W, C) Boxes for a CNN)."
             )
         space = self.action_space
         if isinstance(space, gym.spaces.Box):
@@ -68,8 +72,9 @@ class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
                 f"Unsupported action space {space}: HATRPO actors handle Box, Discrete and "
                 "MultiDiscrete."
             )
-        self.pi = build_mlp(
-            int(np.prod(self.observation_space.shape)),
+        self.pi = build_network(
+            self.observation_space,
+            cfg,
             cfg.get("hidden_sizes", DEFAULT_HIDDEN_SIZES),
             out_dim,
             activation=cfg.get("activation", DEFAULT_ACTIVATION),
@@ -87,7 +92,7 @@ class DefaultHATRPOTorchRLModule(ExactNormalizerState, TorchRLModule):
     @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         obs = batch[Columns.OBS]
-        out = self.pi(obs.reshape(obs.shape[0], -1).float())
+        out = self.pi(network_input(self.pi, obs))
         if self.log_std is not None:
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return {Columns.ACTION_DIST_INPUTS: out}

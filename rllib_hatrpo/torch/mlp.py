@@ -61,6 +61,9 @@ def build_mlp(
     return nn.Sequential(*layers)
 
 
-def input_normalizer(net: nn.Sequential) -> RunningMeanStd | None:
-    """The running mean/std layer of a :func:`build_mlp` network; None without one."""
-    return net[0] if isinstance(net[0], RunningMeanStd) else None
+def input_normalizer(net: nn.Module) -> RunningMeanStd | None:
+    """The running mean/std layer of a :func:`build_mlp` network; None without one (also for
+    any other network, e.g. :class:`rllib_hatrpo.torch.cnn.ImageNet`)."""
+    if isinstance(net, nn.Sequential) and isinstance(net[0], RunningMeanStd):
+        return net[0]
+    return None

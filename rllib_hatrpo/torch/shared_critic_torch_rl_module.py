@@ -1,7 +1,8 @@
 """The learner-only central critic V(s) on the environment's global state, with value
 normalisation (running mean/variance of the value targets, kept in module buffers so that
 checkpoints carry it; [1] §5, HARL's ValueNorm) and, by default, a running mean/std
-normalisation of every state feature (:mod:`rllib_hatrpo.input_normalization`).
+normalisation of every state feature (:mod:`rllib_hatrpo.input_normalization`). An image state
+(a ``Box`` of rank 3) goes through a CNN before the MLP (:mod:`rllib_hatrpo.torch.cnn`).
 
 References:
     [1] Zhong et al., Heterogeneous-Agent Reinforcement Learning, JMLR 25 (2024),
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
@@ -27,8 +27,9 @@ from rllib_hatrpo.default_hatrpo_rl_module import (
     DEFAULT_INPUT_NORMALIZATION,
 )
 from rllib_hatrpo.input_normalization import input_normalization_of
+from rllib_hatrpo.torch.cnn import build_network, network_input
 from rllib_hatrpo.torch.exact_state import ExactNormalizerState
-from rllib_hatrpo.torch.mlp import build_mlp, input_normalizer
+from rllib_hatrpo.torch.mlp import input_normalizer
 
 #: Output column of the critic's forward pass: V(s) in normalised units.
 NORMALIZED_VF_PREDS = "normalized_vf_preds"
@@ -38,15 +39,17 @@ class SharedCriticTorchRLModule(ExactNormalizerState, TorchRLModule, ValueFuncti
     """V(s) for the team; ``compute_values`` returns values in reward units.
 
     ``model_config`` keys: ``hidden_sizes``, ``activation``, ``input_normalization``
-    ("mean_std" | "layer_norm" | "none") and ``use_value_norm`` (default True).
+    ("mean_std" | "layer_norm" | "none"), ``use_value_norm`` (default True) and
+    ``cnn_filters`` (image states only).
     """
 
     @override(TorchRLModule)
     def setup(self) -> None:
         cfg: dict[str, Any] = dict(self.model_config or {})
         self.use_value_norm = bool(cfg.get("use_value_norm", True))
-        self.vf = build_mlp(
-            int(np.prod(self.observation_space.shape)),
+        self.vf = build_network(
+            self.observation_space,
+            cfg,
             cfg.get("hidden_sizes", DEFAULT_HIDDEN_SIZES),
             1,
             activation=cfg.get("activation", DEFAULT_ACTIVATION),
@@ -60,7 +63,7 @@ class SharedCriticTorchRLModule(ExactNormalizerState, TorchRLModule, ValueFuncti
     @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         state = batch[Columns.OBS]
-        return {NORMALIZED_VF_PREDS: self.vf(state.reshape(state.shape[0], -1).float()).squeeze(-1)}
+        return {NORMALIZED_VF_PREDS: self.vf(network_input(self.vf, state)).squeeze(-1)}
 
     @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Tensor:
