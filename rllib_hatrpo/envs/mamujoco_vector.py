@@ -349,8 +349,10 @@ class MaMuJoCoVectorEnv:
     def _observations(self, sims: Sequence[Any]) -> dict[str, np.ndarray]:
         """Agent ID -> float32 observations of `sims` (unwrapped envs), `[len, obs_dim]`."""
         source = self._source_rows(sims).astype(np.float32)
+        # `take`, not `source[:, columns]`: that is Fortran-ordered, and torch's kernels give
+        # (ULP-)different actions for the same values in another memory layout.
         return {
-            aid: source[:, columns]
+            aid: np.take(source, columns, axis=1)
             for aid, columns in zip(self.possible_agents, self._obs_index, strict=True)
         }
 

@@ -32,22 +32,25 @@ TUNED = [("HalfCheetah", "2x3"), ("HalfCheetah", "6x1"), ("Walker2d", "2x3"), ("
 FALLS_OVER = ("Walker2d", "Ant")
 
 
-def _fingerprint(value: Any) -> tuple:
-    """Type, dtype, shape and bytes: equal fingerprints mean bitwise-equal values."""
+def _fingerprint(value: Any, layout: bool) -> tuple:
+    """Type, dtype, shape and bytes (and memory layout): equal means bitwise-equal values."""
     array = np.asarray(value)
-    return type(value), array.dtype.str, array.shape, array.tobytes()
+    order = (array.flags.c_contiguous, array.strides) if layout else None
+    return type(value), array.dtype.str, array.shape, array.tobytes(), order
 
 
-def _assert_bitwise(actual: Any, expected: Any, what: str) -> None:
-    if _fingerprint(actual) != _fingerprint(expected):
+def _assert_bitwise(actual: Any, expected: Any, what: str, layout: bool = True) -> None:
+    """Bitwise equality; with `layout`, also the same strides (C order), since torch's
+    kernels can give ULP-different results for the same values in another layout."""
+    if _fingerprint(actual, layout) != _fingerprint(expected, layout):
         np.testing.assert_array_equal(actual, expected, err_msg=what)  # Shows the values.
-        pytest.fail(f"{what}: equal values, but dtype/shape/type/bytes differ")
+        pytest.fail(f"{what}: equal values, but dtype/shape/type/strides/bytes differ")
 
 
-def _assert_obs(actual: Mapping, expected: Mapping, what: str) -> None:
+def _assert_obs(actual: Mapping, expected: Mapping, what: str, layout: bool = True) -> None:
     assert list(actual) == list(expected), what
     for aid in expected:
-        _assert_bitwise(actual[aid], expected[aid], f"{what}: {aid} observations")
+        _assert_bitwise(actual[aid], expected[aid], f"{what}: {aid}", layout)
 
 
 def _assert_infos(actual: Sequence[Mapping], expected: Sequence[Mapping], what: str) -> None:
@@ -86,7 +89,8 @@ def _run_both(config: dict[str, Any], num_steps: int, seed: int = 0) -> dict[str
         expected_step, actual_step = reference.step(actions), fast.step(actions)
         what = f"step {step}"
         _assert_obs(actual_step.obs, expected_step.obs, what)
-        _assert_obs(actual_step.rewards, expected_step.rewards, f"{what} rewards")
+        # The reference's rewards are column views of one array; only their values count.
+        _assert_obs(actual_step.rewards, expected_step.rewards, f"{what} rewards", False)
         _assert_bitwise(actual_step.terminated, expected_step.terminated, f"{what} terminated")
         _assert_bitwise(actual_step.truncated, expected_step.truncated, f"{what} truncated")
         _assert_infos(actual_step.infos, expected_step.infos, what)
@@ -151,6 +155,46 @@ def test_matches_reference_over_full_episodes(scenario: str, agent_conf: str):
     config = {"scenario": scenario, "agent_conf": agent_conf, "agent_obsk": 1}
     counts = _run_both(config, 1100, seed=3)
     assert counts["terminated"] + counts["truncated"] >= NUM_ENVS, counts
+
+
+def _runner_episodes(env_config: dict[str, Any], fast: bool) -> tuple[str, list[tuple]]:
+    """One in-process TeamEnvRunner sample (exploring): the vector env's class and, per
+    episode chunk and agent, its observations, actions and rewards."""
+    from rllib_hatrpo import HATRPOConfig
+    from rllib_hatrpo.team_env_runner import TeamEnvRunner
+
+    config = (
+        HATRPOConfig()
+        .environment(MaMuJoCoEnv, env_config={**env_config, "fast_vector": fast})
+        .env_runners(env_runner_cls=TeamEnvRunner, num_env_runners=0, num_envs_per_env_runner=3)
+        .debugging(seed=0)
+    )
+    config.validate()
+    runner = TeamEnvRunner(config=config)
+    episodes = runner.sample(num_timesteps=150)
+    kind = type(runner._team_env).__name__
+    runner.stop()
+    columns = []
+    for episode in episodes:
+        for aid, single in episode.agent_episodes.items():
+            data = single.get_observations(), single.get_actions(), single.get_rewards()
+            columns.append((aid, *(np.asarray(x) for x in data)))
+    return kind, columns
+
+
+def test_team_env_runner_samples_the_same_episodes():
+    """Through HATRPO's vectorised runner, with the policy's own (seeded) exploration: the
+    fast path and the reference give the same episodes, so the same actions were drawn."""
+    pytest.importorskip("rllib_hatrpo.team_env_runner")
+    env_config = {"agent_conf": "6x1", "max_episode_steps": 20}
+    fast_kind, fast = _runner_episodes(env_config, fast=True)
+    reference_kind, reference = _runner_episodes(env_config, fast=False)
+    assert (fast_kind, reference_kind) == ("MaMuJoCoVectorEnv", "SyncTeamVectorEnv")
+    assert len(fast) == len(reference) > NUM_ENVS * 6  # Truncated episodes and new ones.
+    for mine, theirs in zip(fast, reference, strict=True):
+        assert mine[0] == theirs[0]
+        for name, a, b in zip(("obs", "actions", "rewards"), mine[1:], theirs[1:], strict=True):
+            _assert_bitwise(a, b, f"{mine[0]} {name}", layout=False)
 
 
 def test_hook_offers_the_fast_path_unless_switched_off():
