@@ -45,6 +45,9 @@ def validate_hatrpo_config(config: Any) -> None:
         _validate_env(config)
         _validate_images_and_memory(config)
     validate_input_normalization(config)
+    from rllib_hatrpo.torch.sequential_trpo import validate_fvp_subsample
+
+    validate_fvp_subsample(config)
 
 
 def _validate_numbers(c: Any) -> None:

@@ -11,6 +11,12 @@ One agent step of HATRPO ([1], Algorithm 1; [2], §3):
     Δ   = sqrt(2δ / xᵀ(F + λI)x) · x     so that ½ ΔᵀFΔ ≈ δ (the KL budget)
     backtrack Δ ← β Δ until  KL ≤ δ,  L(θ_old + Δ) − L(θ_old) > 0  and  actual/expected > r
 
+F may be estimated on a subsample S of the valid rows (:func:`subsample_rows`, every k-th
+row, as OpenAI baselines' and rllab's TRPO do): F_S = Hessian of the mean KL over S. CG and
+the step size then both use F_S (xᵀ(F_S + λI)x comes from the same products as CG), while g,
+the line search's KL ≤ δ and ΔL stay on the full batch, so the trust region is still enforced
+exactly on every valid row.
+
 References:
     [1] Kuba et al., Trust Region Policy Optimisation in Multi-Agent Reinforcement Learning,
         ICLR 2022, arXiv:2109.11251.
@@ -112,6 +118,31 @@ def fisher_vector_product(
     return fvp
 
 
+def subsample_rows(mask: Tensor, stride: int) -> Tensor:
+    """Indices of every ``stride``-th valid row: S = {t_0, t_k, t_2k, …}, t_0 < t_1 < … the
+    rows where ``mask`` is True, k = ``stride``.
+
+    The Fisher-vector products of a step may use the rows S only (|S| = ⌈|V| / k⌉ of the
+    |V| valid rows); rows where ``mask`` is False (padding, an inactive agent) never enter.
+    With k = 1, S is every valid row.
+
+    Args:
+        mask: valid rows, bool, shape [B].
+        stride: k ≥ 1.
+
+    Returns:
+        int64 row indices into the batch, shape [⌈|V| / k⌉], increasing.
+
+    Raises:
+        ValueError: ``mask`` is not a 1-D bool tensor, or ``stride`` < 1.
+    """
+    if mask.dim() != 1 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be 1-D bool, got {mask.dtype} of shape {tuple(mask.shape)}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    return mask.nonzero().squeeze(-1)[::stride]
+
+
 @dataclass(frozen=True)
 class ConjugateGradientResult:
     """x ≈ A⁻¹b, the norm of the final residual ‖b − Ax‖ and the iterations made."""
@@ -192,7 +223,12 @@ def natural_gradient_direction(
     num_iters: int = 10,
     residual_tol: float = DEFAULT_RESIDUAL_TOL,
 ) -> SearchDirection:
-    """Solves (F + λI) x = g by CG and returns x with q = gᵀx and xᵀ(F + λI)x."""
+    """Solves (F + λI) x = g by CG and returns x with q = gᵀx and xᵀ(F + λI)x.
+
+    xᵀ(F + λI)x is one more call of ``fvp``, so the step size sqrt(2δ / xᵀ(F + λI)x) uses the
+    same F as CG, also when ``fvp`` is the product of a subsample's F_S: then x ≈ (F_S + λI)⁻¹g
+    and ½ ΔᵀF_SΔ = δ, the quadratic model the line search checks against the full batch's KL.
+    """
     cg = conjugate_gradient(fvp, policy_grad, num_iters, residual_tol)
     x = cg.solution
     return SearchDirection(

@@ -18,6 +18,17 @@ only its valid active rows V_i = {t : loss_mask_t ∧ active_i,t} and its factor
 The team advantage and the critic use every valid row. Without the column (every agent always
 active) V_i is the valid rows and the computation is the one above, unchanged.
 
+Fisher on a subsample (``training(fvp_subsample=k)``, k > 1): the Fisher-vector products of
+agent i use only S_i, every k-th row of V_i (:func:`~rllib_hatrpo.core.trust_region.
+subsample_rows`), in a forward pass of those rows alone, so that the double back-propagation
+costs about 1/k of the full batch's::
+
+    F_i v ≈ ∇_θ (∇_θ KL_S_iᵀ v),   KL_S_i(θ) = Σ_{t ∈ S_i} KL(π_old(·|o_t) ‖ π_θ(·|o_t)) / |S_i|
+
+CG and xᵀFx (hence the full step sqrt(2δ_i / xᵀF_S_i x)) use F_S_i; g_i, the line search's
+ΔL and KL ≤ δ_i, the reported KL and M use every row of V_i. k = 1 (the default) is the full
+batch, computed exactly as without the option.
+
 Search directions are cached per agent until the next accepted commit changes M, so the
 KKT pre-pass direction of the first agent in the order is reused instead of being recomputed.
 
@@ -33,7 +44,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +58,20 @@ from rllib_hatrpo.core import trust_region as tr
 from rllib_hatrpo.core.allocation.protocol import Proposal
 
 
+def validate_fvp_subsample(config: Any) -> None:
+    """Rejects a ``training(fvp_subsample=k)`` that is not an integer k ≥ 1.
+
+    Raises:
+        ValueError: names the field and the allowed range.
+    """
+    k = config.fvp_subsample
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(
+            f"training(fvp_subsample=...) must be an integer >= 1 (1: Fisher-vector products "
+            f"on the full batch; k: on every k-th valid row), got {k!r}."
+        )
+
+
 @dataclass
 class _AgentData:
     module: Any
@@ -58,6 +83,17 @@ class _AgentData:
     mask: Tensor  # valid rows of this agent: loss_mask (∧ active)
     n_valid: Tensor  # their count, all-reduced, ≥ 1
     active: Tensor | None  # None: active on every row
+    fisher: _FisherRows | None  # None: Fisher-vector products on every valid row
+
+
+@dataclass
+class _FisherRows:
+    """Agent i's Fisher subsample S_i: its rows of the batch, π_old there, their count."""
+
+    batch: dict[str, Any]
+    old_dist: Any
+    mask: Tensor  # every row of the subsample is valid: all True
+    n_valid: Tensor  # |S_i|, all-reduced, ≥ 1
 
 
 class TorchSequentialUpdate:
@@ -66,7 +102,7 @@ class TorchSequentialUpdate:
     Args:
         modules: ModuleID → (unwrapped) actor module, in the env's agent order.
         batch: the learner batch (every actor's rows aligned per env step).
-        config: the HATRPOConfig (CG, damping and line-search settings).
+        config: the HATRPOConfig (CG, damping, ``fvp_subsample`` and line-search settings).
         reduce_fn: sums a tensor over learners; None on a single learner.
     """
 
@@ -107,6 +143,7 @@ class TorchSequentialUpdate:
                     mask=mask,
                     n_valid=count,
                     active=active,
+                    fisher=self._fisher_rows(module, batch[mid], mask, config.fvp_subsample),
                 )
         self._directions: dict[str, tr.SearchDirection] = {}
         self.num_proposals = 0
@@ -196,6 +233,24 @@ class TorchSequentialUpdate:
         self.compound_ratio = self.compound_ratio * factor
         self._directions.clear()
 
+    def fisher_vector_product(self, agent: str, dist: Any = None) -> Callable[[Tensor], Tensor]:
+        """v ↦ (F_i + λI) v at the agent's current parameters: F_i on its valid rows V_i, or
+        on its subsample S_i with ``fvp_subsample`` > 1 (then ``dist`` is not used).
+
+        Args:
+            agent: the agent's ModuleID.
+            dist: π_θ on the full batch, from a forward pass whose graph is still alive
+                (k = 1 reuses it); None: a new forward pass.
+        """
+        data, cfg = self._data[agent], self._config
+        if data.fisher is None:
+            dist = self._dist(data.module, data.batch) if dist is None else dist
+            mean_kl = self._masked_mean(data.old_dist.kl(dist), data)
+        else:
+            rows = data.fisher
+            mean_kl = self._masked_mean(rows.old_dist.kl(self._dist(data.module, rows.batch)), rows)
+        return tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping, self._reduce)
+
     # -- internals -------------------------------------------------------------------------
 
     def _direction(self, agent: str) -> tr.SearchDirection:
@@ -207,19 +262,41 @@ class TorchSequentialUpdate:
             policy_grad = tr.flat_grad(surrogate, data.params, retain_graph=True)
             if self._reduce is not None:
                 policy_grad = self._reduce(policy_grad)
-            mean_kl = self._masked_mean(data.old_dist.kl(dist), data)
-            fvp = tr.fisher_vector_product(mean_kl, data.params, cfg.fvp_damping, self._reduce)
+            fvp = self.fisher_vector_product(agent, dist)
             self._directions[agent] = tr.natural_gradient_direction(
                 policy_grad, fvp, cfg.cg_iters, cfg.cg_residual_tol
             )
         return self._directions[agent]
+
+    def _fisher_rows(
+        self, module: Any, batch: dict[str, Any], mask: Tensor, stride: int
+    ) -> _FisherRows | None:
+        """S_i: every ``stride``-th row of the agent's valid rows ``mask``, with π_old from a
+        forward pass of those rows alone (as the products will see them); None for 1."""
+        if stride == 1:
+            return None
+        rows = tr.subsample_rows(mask, stride)
+        size = mask.shape[0]
+        sub_batch = {
+            key: value[rows]
+            if torch.is_tensor(value) and value.dim() and len(value) == size
+            else value
+            for key, value in batch.items()
+        }
+        count = torch.tensor(len(rows), device=mask.device)
+        count = (count if self._reduce is None else self._reduce(count)).clamp(min=1)
+        with torch.no_grad():
+            old_dist = self._dist(module, sub_batch)
+        return _FisherRows(
+            sub_batch, old_dist, torch.ones(len(rows), dtype=torch.bool, device=mask.device), count
+        )
 
     def _surrogate(self, logp: Tensor, data: _AgentData) -> Tensor:
         ratio = torch.exp(logp - data.old_logp)
         return self._masked_mean(ratio * self.compound_ratio * self._advantages, data)
 
     @staticmethod
-    def _masked_mean(x: Tensor, data: _AgentData) -> Tensor:
+    def _masked_mean(x: Tensor, data: _AgentData | _FisherRows) -> Tensor:
         """Σ_{t ∈ V_i} x_t / |V_i| over agent i's valid (active) rows: the mean on one learner,
         a partial mean on several."""
         return torch.where(data.mask, x, torch.zeros_like(x)).sum() / data.n_valid
