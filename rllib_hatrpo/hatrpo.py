@@ -55,6 +55,7 @@ from rllib_hatrpo.input_normalization import (
     InputNormalization,
     replaced_setting_error,
 )
+from rllib_hatrpo.team_env_runner import TeamEnvRunner
 from rllib_hatrpo.torch.distributed import balanced_shards
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class HATRPOConfig(AlgorithmConfig):
         self.grad_clip = 10.0  # the critic's gradient-norm clip
         self.grad_clip_by = "global_norm"
         self.callbacks_class = TeamReturnCallback
+        # N envs in lockstep, one forward pass per agent (RLlib's runner: MultiAgentEnvRunner).
+        self.env_runner_cls = TeamEnvRunner
         # The joint KL budget and its allocation.
         self.kl_threshold = 0.01
         self.total_kl_budget: float | None = None
