@@ -22,7 +22,9 @@ from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.metrics import KL_TOTAL, NUM_PROPOSALS
 
 TASKS = ("2x3", "6x1")
-METHODS = (*ALLOCATOR_NAMES, "ppo")
+#: HATRPO (uniform) sampling with RLlib's MultiAgentEnvRunner instead of TeamEnvRunner.
+UNIFORM_RLLIB_RUNNER = "uniform_rllib_runner"
+METHODS = (*ALLOCATOR_NAMES, UNIFORM_RLLIB_RUNNER, "ppo")
 EMA_COEFF = 0.01  # RLlib's default EMA coefficient for timers (MetricsLogger.log_time).
 
 
@@ -49,6 +51,10 @@ def make_config(method: str, task: str, args: argparse.Namespace, num_env_runner
             .training(num_epochs=args.ppo_epochs, minibatch_size=args.ppo_minibatch)
             .multi_agent(policies=list(agents), policy_mapping_fn=lambda aid, *a, **k: aid)
         )
+    elif method == UNIFORM_RLLIB_RUNNER:
+        from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+        config = HATRPOConfig().env_runners(env_runner_cls=MultiAgentEnvRunner)
     else:
         config = HATRPOConfig().training(kl_allocator=method)
     config = (

@@ -108,6 +108,7 @@ from _throughput_report import (
     summarise,
     write_summary,
 )
+from _throughput_samplers import SAMPLER_TASKS, sampler_rates, sampler_table
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,6 +126,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env-steps", type=int, default=5000, help="raw env rate: steps")
     parser.add_argument("--torch-threads", type=int, default=1, help="driver torch threads")
     parser.add_argument("--learner-only", action="store_true", help="skip the Ray pipeline")
+    parser.add_argument(
+        "--sampler-tasks",
+        nargs="*",
+        default=list(SAMPLER_TASKS),
+        choices=SAMPLER_TASKS,
+        help="tasks of the sampler phase (none: skip it)",
+    )
+    parser.add_argument("--sampler-envs", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--sampler-steps", type=int, default=4000, help="env steps per measurement")
+    parser.add_argument("--sampler-repeats", type=int, default=3)
+    parser.add_argument("--samplers-only", action="store_true", help="only the sampler phase")
     parser.add_argument("--profile", action="store_true", help="cProfile one learner update")
     parser.add_argument(
         "--runners",
@@ -145,6 +157,20 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.torch_threads)
     args.out.mkdir(parents=True, exist_ok=True)
     start, load_start = time.perf_counter(), os.getloadavg()
+    sampler_rows: list[dict[str, Any]] = []
+    for task in args.sampler_tasks:
+        for num_envs in args.sampler_envs:
+            print(f"[{task}] samplers, N = {num_envs}", flush=True)
+            sampler_rows += sampler_rates(
+                task, num_envs, args.sampler_steps, args.sampler_repeats, args.seed
+            )
+    if sampler_rows:
+        pd.DataFrame(sampler_rows).to_csv(args.out / "samplers.csv", index=False)
+        samplers = sampler_table(sampler_rows)
+        (args.out / "samplers.md").write_text(f"Load average {os.getloadavg()}\n\n{samplers}\n")
+        print(f"\nSamplers (median of {args.sampler_repeats}):\n{samplers}", flush=True)
+    if args.samplers_only:
+        return
     rows: list[dict[str, Any]] = []
     for task in args.tasks:
         print(f"[{task}] raw env rate and in-process learner updates", flush=True)
