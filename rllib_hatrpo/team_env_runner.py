@@ -8,7 +8,8 @@ than the physics. This runner samples the common case directly:
 - N envs (``num_envs_per_env_runner``) step in lockstep through a
   :class:`rllib_hatrpo.envs.vector.TeamVectorEnv` (an env's own fast implementation, such as
   MaMuJoCo's, or one env after another);
-- one forward pass per agent for all N envs, the actions drawn from the module's action
+- one forward pass per agent for all N envs (one per group of agents whose actors share a
+  layout, :attr:`TeamEnvRunner.group_agents`), the actions drawn from the module's action
   distribution exactly as RLlib's default module-to-env pipeline draws them (the same
   distribution classes, ``to_deterministic()`` without exploration, log-probabilities, and
   ``normalize_actions``/``clip_actions`` applied to the actions sent to the env only);
@@ -53,6 +54,7 @@ from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 from rllib_hatrpo.envs.vector import team_vector_env_of
 from rllib_hatrpo.team_episodes import EpisodeCursor, LockstepRollout
 from rllib_hatrpo.threads import limit_threads
+from rllib_hatrpo.torch.grouped_actors import GroupedActors, group_actors
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,18 @@ _USE_RLLIB_RUNNER = (
 
 
 class TeamEnvRunner(MultiAgentEnvRunner):
-    """Samples N team envs in lockstep with one forward pass per agent (module docstring)."""
+    """Samples N team envs in lockstep with one forward pass per agent (module docstring).
+
+    Attributes:
+        group_agents: Agents whose actors share a layout (e.g. HalfCheetah 2x3's two, the MPE
+            agents) share one batched forward pass
+            (:class:`rllib_hatrpo.torch.grouped_actors.GroupedActors`): the same actions and
+            log-probabilities up to float rounding, and fewer small matrix products. A
+            subclass with ``group_agents = False`` runs every actor on its own, as RLlib's
+            runner does, and gives RLlib's runner's episodes bit for bit.
+    """
+
+    group_agents: bool = True
 
     @override(MultiAgentEnvRunner)
     def __init__(self, config, **kwargs):
@@ -125,6 +138,7 @@ class TeamEnvRunner(MultiAgentEnvRunner):
             self._reset_all(seeded=self._needs_initial_reset)
         if num_episodes is not None:
             self._needs_initial_reset = True
+        self._groups = self._group_actors()  # This sample's weights, stacked.
         obs, infos = self._current
         rollout = LockstepRollout(self._agents, obs, infos, self._cursors)
         num_done, env_time, forward_time = 0, 0.0, 0.0
@@ -189,39 +203,64 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         self._current = (obs, infos)
         self._cursors = [EpisodeCursor.new(self._agents) for _ in indices]
 
+    def _group_actors(self) -> list[tuple[list[str], GroupedActors | None]]:
+        """The agents in groups that share one batched forward pass (with their stacked
+        current weights), or alone (None), see :attr:`group_agents`."""
+        modules = {
+            aid: self.module[mid] for aid, mid in zip(self._agents, self._modules, strict=True)
+        }
+        groups = group_actors(modules) if self.group_agents else [[aid] for aid in modules]
+        return [
+            (group, GroupedActors([modules[aid] for aid in group]) if len(group) > 1 else None)
+            for group in groups
+        ]
+
     @torch.no_grad()
     def _act(
         self, obs: dict[str, np.ndarray], explore: bool, random_actions: bool
     ) -> tuple[dict, dict, dict]:
-        """One forward pass per agent over the N envs; returns the actions (as stored in the
-        episodes), the actions sent to the env and the extra model outputs per agent."""
+        """One forward pass per agent (or per group of agents) over the N envs; returns the
+        actions (as stored in the episodes), the actions sent to the env and the extra model
+        outputs per agent."""
         actions, extra = {}, {}
         if random_actions:
             for aid in self._agents:
                 space = self._action_spaces[aid]
                 actions[aid] = np.stack([space.sample() for _ in range(self.num_envs)])
                 extra[aid] = {}
-        else:
-            for aid, mid in zip(self._agents, self._modules, strict=True):
-                module = self.module[mid]
-                batch = {Columns.OBS: torch.from_numpy(obs[aid]).to(self._device)}
+            return actions, self._actions_for_env(actions), extra
+        for group, grouped in self._groups:
+            module = self.module[self.config.policy_mapping_fn(group[0], None)]
+            if grouped is None:
+                batch = {Columns.OBS: torch.from_numpy(obs[group[0]]).to(self._device)}
                 # What forward_exploration/forward_inference run, without their per-call
                 # train()/eval() switch: the modules stay in eval mode (make_module).
-                if explore:
-                    out = module._forward_exploration(batch)
-                    dist_cls = module.get_exploration_action_dist_cls()
-                else:
-                    out = module._forward_inference(batch)
-                    dist_cls = module.get_inference_action_dist_cls()
-                dist_inputs = out[Columns.ACTION_DIST_INPUTS]
-                dist = dist_cls.from_logits(dist_inputs)
-                if not explore:
-                    dist = dist.to_deterministic()
-                action = dist.sample()
-                actions[aid] = _to_numpy(action)
+                forward = module._forward_exploration if explore else module._forward_inference
+                dist_inputs = forward(batch)[Columns.ACTION_DIST_INPUTS]
+            else:
+                stacked = np.stack([obs[aid] for aid in group])
+                dist_inputs = grouped.forward(torch.from_numpy(stacked).to(self._device))
+                dist_inputs = dist_inputs.reshape(len(group) * self.num_envs, -1)
+            dist_cls = (
+                module.get_exploration_action_dist_cls()
+                if explore
+                else module.get_inference_action_dist_cls()
+            )
+            dist = dist_cls.from_logits(dist_inputs)
+            if not explore:
+                dist = dist.to_deterministic()
+            action = dist.sample()
+            columns = {
+                Columns.ACTIONS: _to_numpy(action),
+                Columns.ACTION_DIST_INPUTS: _to_numpy(dist_inputs),
+                Columns.ACTION_LOGP: _to_numpy(dist.logp(action)),
+            }
+            for g, aid in enumerate(group):
+                rows = slice(g * self.num_envs, (g + 1) * self.num_envs)
+                actions[aid] = columns[Columns.ACTIONS][rows]
                 extra[aid] = {
-                    Columns.ACTION_DIST_INPUTS: _to_numpy(dist_inputs),
-                    Columns.ACTION_LOGP: _to_numpy(dist.logp(action)),
+                    col: columns[col][rows]
+                    for col in (Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP)
                 }
         return actions, self._actions_for_env(actions), extra
 

@@ -78,6 +78,12 @@ class MixedTeamEnv(MultiAgentEnv):
         return {aid: {GLOBAL_STATE_KEY: state, **extra} for aid in self.agents}
 
 
+class ExactTeamEnvRunner(TeamEnvRunner):
+    """Every actor on its own, as RLlib's runner: bit-for-bit the same batches."""
+
+    group_agents = False
+
+
 ENVS = {
     "halfcheetah_2x3": (MaMuJoCoEnv, {"max_episode_steps": 30}),
     "simple_spread": (MPEEnv, {}),
@@ -109,9 +115,9 @@ def test_train_batch_equals_rllib_runners(env, explore):
     reference_config.validate()
     reference = MultiAgentEnvRunner(config=reference_config)
     learner = reference_config.build_learner(spaces=reference.get_spaces())
-    config = _config(env, TeamEnvRunner, explore=explore)
+    config = _config(env, ExactTeamEnvRunner, explore=explore)
     config.validate()
-    runner = TeamEnvRunner(config=config)
+    runner = ExactTeamEnvRunner(config=config)
     runner.module.set_state(reference.module.get_state())
 
     expected_episodes = _sample_twice(reference, explore)
@@ -137,6 +143,32 @@ def test_train_batch_equals_rllib_runners(env, explore):
         assert any(e.is_terminated for e in episodes) or truncated
     for episode in truncated:
         assert not episode.is_terminated
+
+
+@pytest.mark.parametrize("env", ["halfcheetah_2x3", "simple_spread"])
+def test_grouped_actors_give_rllib_runners_batch_up_to_rounding(env):
+    """Agents of one actor layout share a batched forward pass: the same batch to 1e-5."""
+    reference_config = _config(env, MultiAgentEnvRunner)
+    reference_config.validate()
+    reference = MultiAgentEnvRunner(config=reference_config)
+    learner = reference_config.build_learner(spaces=reference.get_spaces())
+    config = _config(env, TeamEnvRunner)
+    config.validate()
+    runner = TeamEnvRunner(config=config)
+    runner.module.set_state(reference.module.get_state())
+    expected = connector_batch(learner, _sample_twice(reference, False))
+    batch = connector_batch(learner, _sample_twice(runner, False))
+    assert [len(group) for group, _ in runner._groups] == [len(runner._agents)]
+    for module_id, columns in expected.items():
+        for column, values in columns.items():
+            if column != Columns.TERMINATEDS:
+                np.testing.assert_allclose(
+                    _numpy(batch[module_id][column]),
+                    _numpy(values),
+                    rtol=1e-5,
+                    atol=1e-5,
+                    err_msg=f"{module_id} {column}",
+                )
 
 
 def _numpy(value):
