@@ -30,6 +30,7 @@ import time
 from functools import partial
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -106,6 +107,10 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         self._modules = [self.config.policy_mapping_fn(aid, None) for aid in self._agents]
         self._action_spaces = {
             aid: self.env.envs[0].unwrapped.get_action_space(aid) for aid in self._agents
+        }
+        self._env_action_fns = {
+            aid: env_action_fn(space, self.config.normalize_actions, self.config.clip_actions)
+            for aid, space in self._action_spaces.items()
         }
         self._current = None
 
@@ -266,10 +271,7 @@ class TeamEnvRunner(MultiAgentEnvRunner):
 
     def _actions_for_env(self, actions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``normalize_actions`` (unsquash) or ``clip_actions``, as RLlib's pipeline applies."""
-        if not (self.config.normalize_actions or self.config.clip_actions):
-            return actions
-        fn = unsquash_action if self.config.normalize_actions else clip_action
-        return {aid: fn(actions[aid], self._action_spaces[aid]) for aid in self._agents}
+        return {aid: self._env_action_fns[aid](actions[aid]) for aid in self._agents}
 
     def _call_on_episode_end(self, episode: MultiAgentEpisode) -> None:
         from ray.rllib.callbacks.utils import make_callback
@@ -313,6 +315,33 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         m.log_value(ENV_STEP_TIMER, env_time / steps)
         m.log_value(RLMODULE_INFERENCE_TIMER, forward_time / steps)
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=env_steps)
+
+
+def env_action_fn(space: Any, normalize: bool, clip: bool) -> Any:
+    """The map from a module's actions ``[N, ...]`` to the env's, for one agent's ``space``.
+
+    RLlib's module-to-env pipeline applies ``unsquash_action`` (``normalize_actions=True``)
+    or ``clip_action`` (``clip_actions=True``) to every action; for a plain ``Box`` this is
+    the same arithmetic, precomputed: a bounded float ``Box`` unsquashes [-1, 1] to
+    ``clip(low + (a + 1) · (high − low) / 2, low, high)``, an integer one shifts by ``low``;
+    clipping clips to the bounds. Other spaces go through RLlib's functions themselves.
+    """
+    if not (normalize or clip):
+        return lambda a: a
+    if not isinstance(space, gym.spaces.Box):
+        fn = unsquash_action if normalize else clip_action
+        return lambda a: fn(a, space)
+    low, high = space.low, space.high
+    if not normalize:
+        return lambda a: np.clip(a, low, high)
+    if not (np.all(space.bounded_below) and np.all(space.bounded_above)):
+        return lambda a: a
+    if space.dtype in (np.float32, np.float64):
+        span = high - low
+        return lambda a: np.clip(low + (a + 1.0) * span / 2.0, low, high)
+    if np.issubdtype(space.dtype, np.integer):
+        return lambda a: low + a
+    return lambda a: a
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
