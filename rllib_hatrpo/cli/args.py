@@ -247,6 +247,13 @@ def model_flags() -> tuple[Flag, ...]:
             metavar="N,N",
             help="hidden layers of the actors and the critic (default 128,128)",
         ),
+        flag(
+            "--fvp-subsample",
+            type=int_at_least(1),
+            metavar="K",
+            help="Fisher-vector products on every K-th row of each agent's batch (gradient, "
+            "line search and KL stay on the whole batch); default 1: all rows",
+        ),
     )
 
 
@@ -323,6 +330,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The ``RunSpec`` settings that the shared model and resource flags give."""
     return {
         "hidden_sizes": None if args.hidden_sizes is None else tuple(args.hidden_sizes),
+        "fvp_subsample": args.fvp_subsample,
         "num_env_runners": args.num_env_runners,
         "num_envs_per_env_runner": args.num_envs_per_env_runner,
         "env_runner": args.env_runner,

@@ -245,9 +245,9 @@ def sweep_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`.
 
-    The learner flags and ``--env-runner`` are left out at their defaults, so that a sweep
-    recorded before they existed still resumes (both samplers give the learner the same
-    batches).
+    The learner flags, ``--env-runner`` and ``--fvp-subsample`` are left out at their
+    defaults, so that a sweep recorded before they existed still resumes (both samplers give
+    the learner the same batches).
     """
     flags = {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
     for key in ("num_learners", "num_gpus_per_learner"):
@@ -255,6 +255,8 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             flags.pop(key, None)
     if flags.get("env_runner") == ENV_RUNNERS[0]:
         flags.pop("env_runner")
+    if flags.get("fvp_subsample") is None:
+        flags.pop("fvp_subsample", None)
     return flags
 
 

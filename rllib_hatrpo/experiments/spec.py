@@ -270,6 +270,7 @@ class RunSpec:
         total_kl_budget: δ_total, the joint budget (default: n · ``kl_threshold``).
         train_batch_size: Env steps per iteration (``train_batch_size_per_learner``).
         hidden_sizes: Hidden layers of the actors and the critic.
+        fvp_subsample: ``fvp_subsample``: Fisher-vector products on every k-th valid row.
         num_env_runners: Remote EnvRunners (0: sample in the driver).
         num_envs_per_env_runner: Vectorised envs per EnvRunner.
         env_runner: The sampler, one of :data:`ENV_RUNNERS`: "team" (HATRPO's
@@ -291,6 +292,7 @@ class RunSpec:
     total_kl_budget: float | None = None
     train_batch_size: int | None = None
     hidden_sizes: tuple[int, ...] | None = None
+    fvp_subsample: int | None = None
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 4
     env_runner: str = ENV_RUNNERS[0]
@@ -323,6 +325,8 @@ class RunSpec:
             training["total_kl_budget"] = self.total_kl_budget
         if self.train_batch_size is not None:
             training["train_batch_size_per_learner"] = self.train_batch_size
+        if self.fvp_subsample is not None:
+            training["fvp_subsample"] = self.fvp_subsample
         if self.hidden_sizes is not None:
             training["actor_hidden_sizes"] = list(self.hidden_sizes)
             training["critic_hidden_sizes"] = list(self.hidden_sizes)

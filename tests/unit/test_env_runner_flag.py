@@ -1,4 +1,5 @@
-"""``--env-runner`` picks the sampler: HATRPO's ``TeamEnvRunner`` (default) or RLlib's own.
+"""``--env-runner`` picks the sampler: HATRPO's ``TeamEnvRunner`` (default) or RLlib's own;
+``--fvp-subsample`` reaches ``training(fvp_subsample=...)``.
 
 Config level only: nothing is built, no Ray instance.
 """
@@ -49,3 +50,16 @@ def test_unknown_runner_is_refused(capsys):
     assert "argument --env-runner" in capsys.readouterr().err
     with pytest.raises(SettingError, match="env_runner must be one of"):
         RunSpec(env="differential_game", env_runner="fast").to_config()
+
+
+def test_fvp_subsample_flag_reaches_the_config():
+    from rllib_hatrpo.cli.train import build_config, resolve_allocator, resolve_env
+    from rllib_hatrpo.cli.tune import plan
+
+    for argv, expected in (([], 1), (["--fvp-subsample", "5"], 5)):
+        args = build_parser().parse_args(["train", "--env", "differential_game", *argv])
+        env, env_config, _ = resolve_env(args)
+        config = build_config(args, env, env_config, resolve_allocator(args)[0])
+        assert config.fvp_subsample == expected
+    tune = ["tune", "--env", "differential_game", "--kl-values", "0.01"]
+    assert "fvp_subsample" not in plan(build_parser().parse_args(tune))
