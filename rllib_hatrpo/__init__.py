@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["HATRPO", "HATRPOConfig", "agent_to_module", "register_envs"]
+__all__ = ["HATRPO", "HATRPOConfig", "TeamEnvRunner", "agent_to_module", "register_envs"]
 
 
 def register_envs() -> None:
@@ -28,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from rllib_hatrpo import hatrpo
 
         return getattr(hatrpo, name)
+    if name == "TeamEnvRunner":
+        from rllib_hatrpo.team_env_runner import TeamEnvRunner
+
+        return TeamEnvRunner
     raise AttributeError(f"module 'rllib_hatrpo' has no attribute {name!r}")
