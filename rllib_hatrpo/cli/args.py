@@ -248,6 +248,13 @@ def model_flags() -> tuple[Flag, ...]:
             help="hidden layers of the actors and the critic (default 128,128)",
         ),
         flag(
+            "--max-batch-memory-gib",
+            type=positive_float,
+            metavar="GIB",
+            help="the most memory the train batch's observations and states may need, "
+            "estimated before training starts (training(max_batch_memory_gib=...); default 8)",
+        ),
+        flag(
             "--fvp-subsample",
             type=int_at_least(1),
             metavar="K",
@@ -331,6 +338,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "hidden_sizes": None if args.hidden_sizes is None else tuple(args.hidden_sizes),
         "fvp_subsample": args.fvp_subsample,
+        "max_batch_memory_gib": args.max_batch_memory_gib,
         "num_env_runners": args.num_env_runners,
         "num_envs_per_env_runner": args.num_envs_per_env_runner,
         "env_runner": args.env_runner,

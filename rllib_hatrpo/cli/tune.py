@@ -245,9 +245,9 @@ def sweep_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """What ``sweep.json`` records: every flag but those of :data:`OPERATIONAL`.
 
-    The learner flags, ``--env-runner`` and ``--fvp-subsample`` are left out at their
-    defaults, so that a sweep recorded before they existed still resumes (both samplers give
-    the learner the same batches).
+    The learner flags, ``--env-runner``, ``--fvp-subsample`` and ``--max-batch-memory-gib``
+    are left out at their defaults, so that a sweep recorded before they existed still
+    resumes (both samplers give the learner the same batches).
     """
     flags = {k: v for k, v in flag_values(args).items() if k not in OPERATIONAL}
     for key in ("num_learners", "num_gpus_per_learner"):
@@ -255,8 +255,9 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             flags.pop(key, None)
     if flags.get("env_runner") == ENV_RUNNERS[0]:
         flags.pop("env_runner")
-    if flags.get("fvp_subsample") is None:
-        flags.pop("fvp_subsample", None)
+    for key in ("fvp_subsample", "max_batch_memory_gib"):
+        if flags.get(key) is None:
+            flags.pop(key, None)
     return flags
 
 

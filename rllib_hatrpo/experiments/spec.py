@@ -271,6 +271,7 @@ class RunSpec:
         train_batch_size: Env steps per iteration (``train_batch_size_per_learner``).
         hidden_sizes: Hidden layers of the actors and the critic.
         fvp_subsample: ``fvp_subsample``: Fisher-vector products on every k-th valid row.
+        max_batch_memory_gib: ``max_batch_memory_gib``: the train batch's memory budget.
         num_env_runners: Remote EnvRunners (0: sample in the driver).
         num_envs_per_env_runner: Vectorised envs per EnvRunner.
         env_runner: The sampler, one of :data:`ENV_RUNNERS`: "team" (HATRPO's
@@ -293,6 +294,7 @@ class RunSpec:
     train_batch_size: int | None = None
     hidden_sizes: tuple[int, ...] | None = None
     fvp_subsample: int | None = None
+    max_batch_memory_gib: float | None = None
     num_env_runners: int = 1
     num_envs_per_env_runner: int = 4
     env_runner: str = ENV_RUNNERS[0]
@@ -325,8 +327,9 @@ class RunSpec:
             training["total_kl_budget"] = self.total_kl_budget
         if self.train_batch_size is not None:
             training["train_batch_size_per_learner"] = self.train_batch_size
-        if self.fvp_subsample is not None:
-            training["fvp_subsample"] = self.fvp_subsample
+        for setting in ("fvp_subsample", "max_batch_memory_gib"):
+            if getattr(self, setting) is not None:
+                training[setting] = getattr(self, setting)
         if self.hidden_sizes is not None:
             training["actor_hidden_sizes"] = list(self.hidden_sizes)
             training["critic_hidden_sizes"] = list(self.hidden_sizes)

@@ -1,5 +1,5 @@
 """``--env-runner`` picks the sampler: HATRPO's ``TeamEnvRunner`` (default) or RLlib's own;
-``--fvp-subsample`` reaches ``training(fvp_subsample=...)``.
+``--fvp-subsample`` and ``--max-batch-memory-gib`` reach their ``training(...)`` settings.
 
 Config level only: nothing is built, no Ray instance.
 """
@@ -52,14 +52,15 @@ def test_unknown_runner_is_refused(capsys):
         RunSpec(env="differential_game", env_runner="fast").to_config()
 
 
-def test_fvp_subsample_flag_reaches_the_config():
+def test_fvp_subsample_and_memory_flags_reach_the_config():
     from rllib_hatrpo.cli.train import build_config, resolve_allocator, resolve_env
     from rllib_hatrpo.cli.tune import plan
 
-    for argv, expected in (([], 1), (["--fvp-subsample", "5"], 5)):
+    cases = (([], (1, 8.0)), (["--fvp-subsample", "5", "--max-batch-memory-gib", "2"], (5, 2.0)))
+    for argv, expected in cases:
         args = build_parser().parse_args(["train", "--env", "differential_game", *argv])
         env, env_config, _ = resolve_env(args)
         config = build_config(args, env, env_config, resolve_allocator(args)[0])
-        assert config.fvp_subsample == expected
+        assert (config.fvp_subsample, config.max_batch_memory_gib) == expected
     tune = ["tune", "--env", "differential_game", "--kl-values", "0.01"]
     assert "fvp_subsample" not in plan(build_parser().parse_args(tune))
