@@ -360,8 +360,8 @@ def check_team_env_runner_config(config: Any) -> None:
 
     Raises:
         ValueError: Custom env-to-module or module-to-env connectors, per-step or
-            per-episode-start callbacks, or ``batch_mode="complete_episodes"`` with
-            ``count_steps_by="agent_steps"``.
+            per-episode-start callbacks, ``count_steps_by="agent_steps"``, or
+            ``restart_failed_sub_environments=True``.
     """
     problems = []
     if config._env_to_module_connector is not None:
@@ -375,6 +375,11 @@ def check_team_env_runner_config(config: Any) -> None:
         for name in UNSUPPORTED_CALLBACKS:
             if getattr(cls, name, None) is not getattr(RLlibCallback, name):
                 problems.append(f"{cls.__name__} overrides {name}")
+    if config.restart_failed_sub_environments:
+        problems.append(
+            "fault_tolerance(restart_failed_sub_environments=True) (an env that raises stops "
+            "this EnvRunner, which restart_failed_env_runners=True recreates)"
+        )
     if config.count_steps_by != "env_steps":
         problems.append(f"multi_agent(count_steps_by={config.count_steps_by!r})")
     if problems:

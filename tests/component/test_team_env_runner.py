@@ -231,6 +231,12 @@ def test_refuses_what_it_cannot_honour():
     config.validate()
     with pytest.raises(ValueError, match="env_to_module_connector"):
         TeamEnvRunner(config=config)
+    config = _config("mixed_user_env", TeamEnvRunner).fault_tolerance(
+        restart_failed_sub_environments=True
+    )
+    config.validate()
+    with pytest.raises(ValueError, match="restart_failed_sub_environments"):
+        TeamEnvRunner(config=config)
 
 
 def test_metrics_equal_rllib_runners():
