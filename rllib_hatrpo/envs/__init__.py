@@ -3,7 +3,8 @@
 Every env here follows one contract, the one HATRPO's team critic and sequential update rely on:
 
 - a fixed agent order (`possible_agents`; PettingZoo's own order, never a `set`);
-- float32 observations in `Box` spaces, `observation_spaces`/`action_spaces` dicts;
+- observations in `Box` spaces (float32 vectors, or images of rank 3 (H, W, C) that keep a uint8
+  dtype), `observation_spaces`/`action_spaces` dicts;
 - a float32 `state_space` and `info[agent_id][GLOBAL_STATE_KEY]` at reset and at every step;
 - the same team reward for every agent (the env's own reward in `info[agent_id]["agent_reward"]`);
 - `info[agent_id][ENV_TERMINATED_KEY]` at every step: whether the env *terminated* the episode
