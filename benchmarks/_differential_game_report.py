@@ -199,7 +199,7 @@ def plot_trajectories(
             ax.plot(*mean.iloc[-1], "o", color=colour, mec="black", ms=6)
         ax.plot(*setting["start"], "o", color="white", mec="black", ms=5)
         ax.set_title(shown[0] if per_seed else "seed means")
-        ax.legend(loc="lower right", fontsize=6, framealpha=0.6)
+        ax.legend(loc="upper left", fontsize=6, framealpha=0.6)
     axes[0][0].set_ylabel("a2 (agent_1)")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="R(a1, a2)")
     fig.suptitle(f"Differential game, mean action per iteration ({tag}; white dot = start)")
