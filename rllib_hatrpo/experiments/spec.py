@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
+from rllib_hatrpo.core.allocation import ALL_ALLOCATOR_NAMES, ALLOCATOR_NAMES, READING_ALLOCATORS
 
 #: RLlib's default cap on EnvRunner restarts (``AlgorithmConfig.max_num_env_runner_restarts``).
 DEFAULT_MAX_ENV_RUNNER_RESTARTS = 1000
@@ -125,8 +125,9 @@ def resolve_allocator(name: Any, setting: str = "allocator") -> tuple[Any, str]:
     """(the ``kl_allocator`` value, its short name) of a built-in name or ``module:Class``.
 
     Args:
-        name: A name of ``rllib_hatrpo.core.allocation.ALLOCATOR_NAMES``, a
-            ``package.module:Class`` path or a ``KLAllocator`` subclass.
+        name: A name of ``rllib_hatrpo.core.allocation.ALL_ALLOCATOR_NAMES`` (the paper's
+            three and the readings, e.g. "waterfill"), a ``package.module:Class`` path or a
+            ``KLAllocator`` subclass.
         setting: The setting ``name`` came from, for the error.
 
     Raises:
@@ -136,7 +137,7 @@ def resolve_allocator(name: Any, setting: str = "allocator") -> tuple[Any, str]:
 
     if isinstance(name, type) and issubclass(name, KLAllocator):
         return name, name.__name__
-    if name in ALLOCATOR_NAMES:
+    if name in ALL_ALLOCATOR_NAMES:
         return name, name
     if isinstance(name, str) and ":" in name:
         allocator = import_object(name, setting)
@@ -147,8 +148,8 @@ def resolve_allocator(name: Any, setting: str = "allocator") -> tuple[Any, str]:
         return allocator, allocator.__name__
     raise SettingError(
         setting,
-        f"unknown allocator {name!r}; choose one of {', '.join(ALLOCATOR_NAMES)} or give "
-        "package.module:Class",
+        f"unknown allocator {name!r}; choose one of {', '.join(ALLOCATOR_NAMES)} (or a reading "
+        f"of the paper: {', '.join(READING_ALLOCATORS)}) or give package.module:Class",
     )
 
 

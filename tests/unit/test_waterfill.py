@@ -126,3 +126,11 @@ def test_waterfill_is_registered_as_a_reading_not_a_default_method():
     assert "waterfill" in READING_ALLOCATORS and "waterfill" in ALL_ALLOCATOR_NAMES
     assert "waterfill" not in ALLOCATOR_NAMES
     assert ALL_ALLOCATOR_NAMES[: len(ALLOCATOR_NAMES)] == ALLOCATOR_NAMES
+
+
+def test_the_command_line_accepts_the_reading():
+    from rllib_hatrpo.experiments.spec import SettingError, resolve_allocator
+
+    assert resolve_allocator("waterfill") == ("waterfill", "waterfill")
+    with pytest.raises(SettingError, match="reading of the paper: waterfill"):
+        resolve_allocator("water")
