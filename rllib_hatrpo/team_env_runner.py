@@ -30,7 +30,6 @@ import time
 from functools import partial
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -50,9 +49,9 @@ from ray.rllib.utils.metrics import (
     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
     RLMODULE_INFERENCE_TIMER,
 )
-from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from rllib_hatrpo.envs.vector import team_vector_env_of
+from rllib_hatrpo.team_actions import env_action_fn, to_numpy
 from rllib_hatrpo.team_episodes import EpisodeCursor, LockstepRollout
 from rllib_hatrpo.threads import limit_threads
 from rllib_hatrpo.torch.grouped_actors import GroupedActors, group_actors
@@ -256,9 +255,9 @@ class TeamEnvRunner(MultiAgentEnvRunner):
                 dist = dist.to_deterministic()
             action = dist.sample()
             columns = {
-                Columns.ACTIONS: _to_numpy(action),
-                Columns.ACTION_DIST_INPUTS: _to_numpy(dist_inputs),
-                Columns.ACTION_LOGP: _to_numpy(dist.logp(action)),
+                Columns.ACTIONS: to_numpy(action),
+                Columns.ACTION_DIST_INPUTS: to_numpy(dist_inputs),
+                Columns.ACTION_LOGP: to_numpy(dist.logp(action)),
             }
             for g, aid in enumerate(group):
                 rows = slice(g * self.num_envs, (g + 1) * self.num_envs)
@@ -315,44 +314,6 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         m.log_value(ENV_STEP_TIMER, env_time / steps)
         m.log_value(RLMODULE_INFERENCE_TIMER, forward_time / steps)
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=env_steps)
-
-
-def env_action_fn(space: Any, normalize: bool, clip: bool) -> Any:
-    """The map from a module's actions ``[N, ...]`` to the env's, for one agent's ``space``.
-
-    RLlib's module-to-env pipeline applies ``unsquash_action`` (``normalize_actions=True``)
-    or ``clip_action`` (``clip_actions=True``) to every action; for a plain ``Box`` this is
-    the same arithmetic, precomputed: a bounded float ``Box`` unsquashes [-1, 1] to
-    ``clip(low + (a + 1) · (high − low) / 2, low, high)``, an integer one shifts by ``low``;
-    clipping clips to the bounds. Other spaces go through RLlib's functions themselves.
-    """
-    if not (normalize or clip):
-        return lambda a: a
-    if not isinstance(space, gym.spaces.Box):
-        fn = unsquash_action if normalize else clip_action
-        return lambda a: fn(a, space)
-    low, high = space.low, space.high
-    if not normalize:
-        return lambda a: np.clip(a, low, high)
-    if not (np.all(space.bounded_below) and np.all(space.bounded_above)):
-        return lambda a: a
-    if space.dtype in (np.float32, np.float64):
-        span = high - low
-        return lambda a: np.clip(low + (a + 1.0) * span / 2.0, low, high)
-    if np.issubdtype(space.dtype, np.integer):
-        return lambda a: low + a
-    return lambda a: a
-
-
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor as RLlib's module-to-env pipeline converts it: floats to float32, integers to
-    int32 (``convert_to_numpy(reduce_type=True)``)."""
-    array = tensor.cpu().numpy()
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32, copy=False)
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.int32, copy=False)
-    return array
 
 
 def check_team_env_runner_config(config: Any) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
@@ -243,11 +242,3 @@ class LockstepRollout:
                 else:
                     chunks.append(_Chunk(i, start, next_start - 1, done=True))
         return chunks
-
-
-def _flags(agents: list[str], value: bool) -> dict[str, bool]:
-    return {**{aid: value for aid in agents}, "__all__": value}
-
-
-#: The extra model outputs RLlib's default module-to-env pipeline stores per step.
-EXTRA_MODEL_OUTPUT_COLUMNS = (Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-from rllib_hatrpo.team_env_runner import env_action_fn
+from rllib_hatrpo.team_actions import env_action_fn
 
 SPACES = {
     "box": gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([3.0, 7.0], np.float32)),
