@@ -195,7 +195,8 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         return episodes
 
     def _reset_all(self, seeded: bool) -> None:
-        """Resets every env (seeded ``seed + i`` on the first reset, as RLlib does)."""
+        """Resets every env: seeded ``seed + i`` on the first reset after ``make_env()`` and after
+        an episodes-mode ``sample()``, unseeded otherwise, as RLlib's runner does."""
         self._ongoing_episodes_for_metrics.clear()
         indices = np.arange(self.num_envs)
         seeds = (
@@ -204,6 +205,7 @@ class TeamEnvRunner(MultiAgentEnvRunner):
             else [None] * self.num_envs
         )
         obs, infos = self._team_env.reset(indices, seeds)
+        self._needs_initial_reset = False  # As RLlib's runner: seeded again after make_env().
         self._current = (obs, infos)
         self._cursors = [EpisodeCursor.new(self._agents) for _ in indices]
 

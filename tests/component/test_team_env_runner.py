@@ -214,6 +214,24 @@ def test_lockstep_envs_match_separate_runs():
         assert sum(_same_chunk(expected, chunk) for chunk in chunks) == 1
 
 
+def test_resets_are_seeded_as_rllibs_runner_seeds_them():
+    """Episodes mode, then a forced reset: the same episodes as RLlib's runner."""
+    chunks, state = [], None
+    for cls in (MultiAgentEnvRunner, ExactTeamEnvRunner):
+        config = _config("mixed_user_env", cls)
+        config.validate()
+        runner = cls(config=config)
+        state = state or runner.module.get_state()
+        runner.module.set_state(state)
+        episodes = runner.sample(num_episodes=2, explore=False)
+        episodes += runner.sample(num_timesteps=20, explore=False, force_reset=True)
+        episodes += runner.sample(num_timesteps=20, explore=False, force_reset=True)
+        chunks.append([_chunk_data(e) for e in episodes])
+    assert len(chunks[0]) == len(chunks[1])
+    for expected, got in zip(*chunks, strict=True):
+        assert _same_chunk(expected, got)
+
+
 def test_refuses_what_it_cannot_honour():
     class StepCallback(RLlibCallback):
         def on_episode_step(self, **kwargs):
