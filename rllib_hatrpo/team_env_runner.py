@@ -50,7 +50,7 @@ from ray.rllib.utils.metrics import (
     RLMODULE_INFERENCE_TIMER,
 )
 
-from rllib_hatrpo.envs.vector import team_vector_env_of
+from rllib_hatrpo.envs.vector import SyncTeamVectorEnv, team_vector_env_of
 from rllib_hatrpo.team_actions import env_action_fn, to_numpy
 from rllib_hatrpo.team_episodes import EpisodeCursor, LockstepRollout
 from rllib_hatrpo.threads import limit_threads
@@ -98,8 +98,7 @@ class TeamEnvRunner(MultiAgentEnvRunner):
     @override(MultiAgentEnvRunner)
     def make_env(self) -> None:
         """RLlib's env (N copies, for spaces and callbacks), then their lockstep vector env."""
-        if self._team_env is not None and self._team_env is not self.env:
-            self._team_env.close()
+        self._close_own_team_env()
         super().make_env()
         self._team_env = team_vector_env_of(self.env.envs)
         self._agents = list(self._team_env.possible_agents)
@@ -122,9 +121,15 @@ class TeamEnvRunner(MultiAgentEnvRunner):
 
     @override(MultiAgentEnvRunner)
     def stop(self) -> None:
-        if self._team_env is not None:
-            self._team_env.close()
+        self._close_own_team_env()
         super().stop()
+
+    def _close_own_team_env(self) -> None:
+        """Closes an env's own fast vector env; a ``SyncTeamVectorEnv`` only borrows RLlib's
+        envs, which RLlib closes."""
+        if self._team_env is not None and not isinstance(self._team_env, SyncTeamVectorEnv):
+            self._team_env.close()
+        self._team_env = None
 
     @override(MultiAgentEnvRunner)
     def _sample(
