@@ -84,7 +84,7 @@ class CentralCriticGAE(ConnectorV2):
                     "(with bootstrap rows): HATRPO needs one agent per module and every agent "
                     "acting at every step."
                 )
-        state = to_tensor(columns["state"])
+        state = torch.as_tensor(columns["state"], device=device)  # float32, or uint8 images
         mask = to_tensor(columns["loss_mask"], torch.bool)
         with torch.no_grad():
             values = critic.compute_values({Columns.OBS: state})
@@ -203,6 +203,12 @@ def _active_columns(episodes) -> dict[str, np.ndarray]:
     return {mid: np.concatenate(flags[mid]) for mid in has_key}
 
 
+def _state_array(state: np.ndarray) -> np.ndarray:
+    """The critic's input as the batch keeps it: uint8 images stay uint8 (a quarter of the
+    memory; the critic's image network scales them to [0, 1]), anything else float32."""
+    return state if state.dtype == np.uint8 else state.astype(np.float32)
+
+
 def _team_columns(episodes) -> dict[str, np.ndarray]:
     """Stacks per env step (L + 1 rows per chunk): global state, team reward, flags, mask."""
     state, rewards, terminateds, segment_ends, loss_mask = [], [], [], [], []
@@ -247,7 +253,7 @@ def _team_columns(episodes) -> dict[str, np.ndarray]:
         valid[-1] = False
         loss_mask.append(valid)
     return {
-        "state": np.concatenate(state).astype(np.float32),
+        "state": _state_array(np.concatenate(state)),
         "rewards": np.concatenate(rewards),
         "terminateds": np.concatenate(terminateds),
         "segment_ends": np.concatenate(segment_ends),

@@ -117,7 +117,10 @@ def test_image_env_gets_cnn_modules_and_one_learner_update_works():
     assert out[Columns.ACTION_DIST_INPUTS].shape == (len(batch["agent_1"][Columns.OBS]), 2)
     state = batch[SHARED_CRITIC_ID][Columns.OBS]
     assert tuple(state.shape[1:]) == (10, 12, 4)
-    assert critic.compute_values({Columns.OBS: state}).shape == (len(state),)
+    assert state.dtype == torch.uint8  # the critic's image state stays uint8 too
+    values = critic.compute_values({Columns.OBS: state})
+    assert values.shape == (len(state),)
+    torch.testing.assert_close(values, critic.compute_values({Columns.OBS: state.float()}))
 
     before = {k: v.clone() for k, v in actor.state_dict().items()}
     results = learner.update(episodes=episodes, timesteps={})
