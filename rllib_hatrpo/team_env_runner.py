@@ -214,15 +214,20 @@ class TeamEnvRunner(MultiAgentEnvRunner):
         self._current = (obs, infos)
         self._cursors = [EpisodeCursor.new(self._agents) for _ in indices]
 
-    def _group_actors(self) -> list[tuple[list[str], GroupedActors | None]]:
+    def _group_actors(self) -> list[tuple[list[str], GroupedActors | None, Any]]:
         """The agents in groups that share one batched forward pass (with their stacked
-        current weights), or alone (None), see :attr:`group_agents`."""
+        current weights; None: an agent alone, see :attr:`group_agents`), each with the
+        module of its first agent (its forward pass and distribution classes)."""
         modules = {
             aid: self.module[mid] for aid, mid in zip(self._agents, self._modules, strict=True)
         }
         groups = group_actors(modules) if self.group_agents else [[aid] for aid in modules]
         return [
-            (group, GroupedActors([modules[aid] for aid in group]) if len(group) > 1 else None)
+            (
+                group,
+                GroupedActors([modules[aid] for aid in group]) if len(group) > 1 else None,
+                modules[group[0]],
+            )
             for group in groups
         ]
 
@@ -240,8 +245,7 @@ class TeamEnvRunner(MultiAgentEnvRunner):
                 actions[aid] = np.stack([space.sample() for _ in range(self.num_envs)])
                 extra[aid] = {}
             return actions, self._actions_for_env(actions), extra
-        for group, grouped in self._groups:
-            module = self.module[self.config.policy_mapping_fn(group[0], None)]
+        for group, grouped, module in self._groups:
             if grouped is None:
                 batch = {Columns.OBS: torch.from_numpy(obs[group[0]]).to(self._device)}
                 # What forward_exploration/forward_inference run, without their per-call

@@ -108,17 +108,23 @@ def _sample_twice(runner, explore):
     ]
 
 
-@pytest.mark.parametrize("explore", [False, True], ids=["deterministic", "explore"])
-@pytest.mark.parametrize("env", sorted(ENVS))
-def test_train_batch_equals_rllib_runners(env, explore):
-    reference_config = _config(env, MultiAgentEnvRunner, explore=explore)
+def _runner_pair(env, team_cls, **kwargs):
+    """RLlib's runner, its learner and a team runner of class ``team_cls`` with its weights."""
+    reference_config = _config(env, MultiAgentEnvRunner, **kwargs)
     reference_config.validate()
     reference = MultiAgentEnvRunner(config=reference_config)
     learner = reference_config.build_learner(spaces=reference.get_spaces())
-    config = _config(env, ExactTeamEnvRunner, explore=explore)
+    config = _config(env, team_cls, **kwargs)
     config.validate()
-    runner = ExactTeamEnvRunner(config=config)
+    runner = team_cls(config=config)
     runner.module.set_state(reference.module.get_state())
+    return reference, learner, runner
+
+
+@pytest.mark.parametrize("explore", [False, True], ids=["deterministic", "explore"])
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_train_batch_equals_rllib_runners(env, explore):
+    reference, learner, runner = _runner_pair(env, ExactTeamEnvRunner, explore=explore)
 
     expected_episodes = _sample_twice(reference, explore)
     episodes = _sample_twice(runner, explore)
@@ -148,17 +154,10 @@ def test_train_batch_equals_rllib_runners(env, explore):
 @pytest.mark.parametrize("env", ["halfcheetah_2x3", "simple_spread"])
 def test_grouped_actors_give_rllib_runners_batch_up_to_rounding(env):
     """Agents of one actor layout share a batched forward pass: the same batch to 1e-5."""
-    reference_config = _config(env, MultiAgentEnvRunner)
-    reference_config.validate()
-    reference = MultiAgentEnvRunner(config=reference_config)
-    learner = reference_config.build_learner(spaces=reference.get_spaces())
-    config = _config(env, TeamEnvRunner)
-    config.validate()
-    runner = TeamEnvRunner(config=config)
-    runner.module.set_state(reference.module.get_state())
+    reference, learner, runner = _runner_pair(env, TeamEnvRunner)
     expected = connector_batch(learner, _sample_twice(reference, False))
     batch = connector_batch(learner, _sample_twice(runner, False))
-    assert [len(group) for group, _ in runner._groups] == [len(runner._agents)]
+    assert [len(group) for group, _, _ in runner._groups] == [len(runner._agents)]
     for module_id, columns in expected.items():
         for column, values in columns.items():
             if column != Columns.TERMINATEDS:
@@ -216,13 +215,9 @@ def test_lockstep_envs_match_separate_runs():
 
 def test_resets_are_seeded_as_rllibs_runner_seeds_them():
     """Episodes mode, then a forced reset: the same episodes as RLlib's runner."""
-    chunks, state = [], None
-    for cls in (MultiAgentEnvRunner, ExactTeamEnvRunner):
-        config = _config("mixed_user_env", cls)
-        config.validate()
-        runner = cls(config=config)
-        state = state or runner.module.get_state()
-        runner.module.set_state(state)
+    chunks = []
+    reference, _, team = _runner_pair("mixed_user_env", ExactTeamEnvRunner)
+    for runner in (reference, team):
         episodes = runner.sample(num_episodes=2, explore=False)
         episodes += runner.sample(num_timesteps=20, explore=False, force_reset=True)
         episodes += runner.sample(num_timesteps=20, explore=False, force_reset=True)
@@ -258,13 +253,9 @@ def test_refuses_what_it_cannot_honour():
 
 
 def test_metrics_equal_rllib_runners():
-    metrics, state = [], None
-    for cls in (MultiAgentEnvRunner, TeamEnvRunner):
-        config = _config("mixed_user_env", cls)
-        config.validate()
-        runner = cls(config=config)
-        state = state or runner.module.get_state()
-        runner.module.set_state(state)
+    metrics = []
+    reference, _, team = _runner_pair("mixed_user_env", TeamEnvRunner)
+    for runner in (reference, team):
         runner.sample(num_timesteps=60, explore=False)
         metrics.append(runner.get_metrics())
     for key in (
