@@ -172,6 +172,25 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
     results = tuner.fit()
     if results.errors:
         print(f"{task.name}: {len(results.errors)} trial(s) errored; rerun to resume them.")
+    short = unfinished(results, env_steps)
+    if short:
+        raise SystemExit(
+            f"{task.name}: {short} trial(s) stopped short of {env_steps:,} env steps (the "
+            "experiment was interrupted); rerun the same command to continue it."
+        )
+
+
+def unfinished(results: Any, env_steps: int) -> int:
+    """How many trials of a ``ResultGrid`` neither errored nor reached ``env_steps``.
+
+    Tune's ``fit`` returns normally when it is interrupted (SIGINT, SIGTERM); its unfinished
+    trials are told apart by their last reported env-step count.
+    """
+    return sum(
+        1
+        for result in results
+        if result.error is None and (result.metrics or {}).get(ENV_STEPS, 0) < env_steps
+    )
 
 
 def trial_config(task: Any, params: dict[str, Any]) -> Any:

@@ -122,3 +122,16 @@ def test_kkt_carry_is_kkt_with_carry_over_and_opt_in():
         "kkt_carry",
         "greedy",
     ]
+
+
+def test_an_interrupted_experiment_counts_its_trials_short_of_the_budget():
+    """Tune's ``fit`` returns normally when interrupted: the campaign must not move on."""
+
+    class Result:
+        def __init__(self, env_steps, error=None):
+            self.metrics = {} if env_steps is None else {"env_steps": env_steps}
+            self.error = error
+
+    results = [Result(2000), Result(1200), Result(None), Result(400, error=RuntimeError())]
+    assert compare.unfinished(results, 2000) == 2  # 1,200 steps and nothing reported yet
+    assert compare.unfinished(results[:1], 2000) == 0
