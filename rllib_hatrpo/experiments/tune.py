@@ -30,7 +30,13 @@ from typing import Any
 
 import pandas as pd
 
-from rllib_hatrpo.experiments.records import METHOD, SEED, TEAM_RETURN, TRIAL
+from rllib_hatrpo.experiments.records import (
+    METHOD,
+    SEED,
+    TEAM_RETURN,
+    TRAINING_ITERATION,
+    TRIAL,
+)
 
 __all__ = [
     "METHOD",
@@ -231,6 +237,9 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
 
     Columns: the trial's parameters (from ``params.json``), ``trial`` (its folder name) and the
     reported metrics (from ``progress.csv``). Trials that reported nothing are left out.
+    A trial restored from a checkpoint reports again the iterations it had reported after that
+    checkpoint, and Tune appends them to ``progress.csv``: the rows of the restored run replace
+    the earlier ones, so each trial has one row per ``training_iteration``.
     """
     frames = []
     for params_file in sorted(Path(experiment).glob("*/params.json")):
@@ -240,6 +249,9 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(progress)
         if frame.empty:
             continue
+        if TRAINING_ITERATION in frame:
+            frame = frame.drop_duplicates(TRAINING_ITERATION, keep="last")
+            frame = frame.sort_values(TRAINING_ITERATION, kind="stable", ignore_index=True)
         params = json.loads(params_file.read_text())
         for key, value in params.items():
             if isinstance(value, str | int | float | bool):
