@@ -28,12 +28,16 @@ restores the task's Tune experiment and continues unfinished or errored trials f
 checkpoints (finished ones are kept). ``campaign.json`` records each task's methods, seeds and
 budget, and a rerun with different ones stops with an error rather than mixing campaigns.
 
-Outputs in ``--out`` (default ``results/compare/``): ``tune/<task>/`` (Tune's folders),
-``curves.csv`` (every trial's per-iteration rows: task, method, seed, env_steps,
-team_return, kl_total, total_kl_budget, ...), ``curves_<task>.png`` (team return against env
-steps, mean ± std over seeds per method), ``kl_total_<task>.png`` (Σ achieved KL per
-iteration against env steps per HATRPO method, with δ_total dashed), ``summary.csv`` and
-``summary.md`` (the table, printed last).
+Outputs: Tune's folders in ``--out`` (default ``results/compare/``): ``tune/<task>/``, and
+``campaign.json``. Raw results in ``--data`` (default ``docs/data/compare/``, the copies to
+commit): each trial that reached its budget as ``<task>/<method>_seed<seed>.csv`` (its
+``metrics.csv`` rows: env_steps, team_return, kl_total, total_kl_budget, per-agent budgets and
+KL, ...), copied at the end of each task's experiment and by every ``--report-only`` run
+(also while a campaign trains in another process), and the plan as ``campaign.json``. From
+those files alone: ``curves_<task>.png`` (team return against env steps, mean ± std over
+seeds per method), ``kl_total_<task>.png`` (Σ achieved KL per iteration against env steps
+per HATRPO method, with δ_total dashed), ``summary.csv`` and ``summary.md`` (the table,
+printed last).
 
 Table columns, per task and method (n seeds):
 
@@ -55,53 +59,18 @@ import argparse
 import functools
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from _compare_report import CAMPAIGN_FILE, DEFAULT_METHODS, METHODS, VARIANTS, report
 
 from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
-from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN, TRAINING_ITERATION
-from rllib_hatrpo.experiments.summaries import final_return, markdown_table
+from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN
 from rllib_hatrpo.experiments.tune import METHOD, SEED
-from rllib_hatrpo.experiments.tuned import PPO
-from rllib_hatrpo.metrics import KL_TOTAL, TOTAL_KL_BUDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED_EXAMPLES = ROOT / "tuned_examples"
-#: Methods that are an allocator with options: method -> (kl_allocator, kl_allocator_config).
-VARIANTS = {"kkt_carry": ("kkt", {"carry_over": True})}
-
-
-def _methods() -> tuple[str, ...]:
-    methods = []
-    for name in ALLOCATOR_NAMES:
-        methods += [name, *(v for v, (allocator, _) in VARIANTS.items() if allocator == name)]
-    return (*methods, PPO)
-
-
-#: Every method, each variant after its allocator (the order of tables and plot colours).
-METHODS = _methods()
-#: What ``--methods`` trains by default (a variant such as ``kkt_carry`` is asked for by name).
-DEFAULT_METHODS = (*ALLOCATOR_NAMES, PPO)
-#: How tables and plots name a method (another method is shown by its name).
-LABELS = {
-    "uniform": "HATRPO (uniform)",
-    "kkt": "HATRPO-W (kkt)",
-    "kkt_carry": "HATRPO-W + carry-over (kkt_carry)",
-    "greedy": "HATRPO-G (greedy)",
-    PPO: "RLlib PPO",
-}
-#: The file of ``--out`` recording each task's methods, seeds and budget.
-CAMPAIGN_FILE = "campaign.json"
-
-
-def label(method: str) -> str:
-    """How tables and plots name ``method``."""
-    return LABELS.get(method, method)
 
 
 def load_tasks() -> dict[str, Any]:
@@ -117,26 +86,21 @@ def load_tasks() -> dict[str, Any]:
     return tasks
 
 
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
-
-
-def check_campaign(out: Path, task: str, plan: dict[str, Any]) -> None:
-    """Records ``plan`` for ``task`` in ``campaign.json``; refuses a different plan."""
+def check_campaign(folder: Path, task: str, plan: dict[str, Any], flag: str = "--out") -> None:
+    """Records ``plan`` for ``task`` in ``folder/campaign.json``; refuses a different plan."""
     from rllib_hatrpo.experiments.plans import PlanMismatchError, check_same_plan
 
     try:
         check_same_plan(
-            out / CAMPAIGN_FILE,
+            folder / CAMPAIGN_FILE,
             plan,
             section=task,
             what=f"task {task}",
-            hint="Rerun with the same --methods/--seeds/--env-steps, or choose another --out.",
+            hint=f"Rerun with the same --methods/--seeds/--env-steps, or choose another {flag}.",
         )
     except PlanMismatchError as err:
         raise SystemExit(
-            f"--out {out}: {err.render(lambda key: '--' + key.replace('_', '-'))}"
+            f"{flag} {folder}: {err.render(lambda key: '--' + key.replace('_', '-'))}"
         ) from err
 
 
@@ -203,200 +167,17 @@ def trial_config(task: Any, params: dict[str, Any]) -> Any:
     return config.training(kl_allocator_config={**config.kl_allocator_config, **options})
 
 
-# --------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------
-
-
-def collect_curves(out: Path, tasks: list[str]) -> pd.DataFrame:
-    """Every trial's rows of the tasks' Tune experiments under ``out/tune``, task first."""
-    from rllib_hatrpo.experiments.tune import read_trials
-
-    frames = []
-    for task in tasks:
-        frame = read_trials(out / "tune" / task)
-        if not frame.empty:
-            frame.insert(0, "task", task)
-            frames.append(frame)
-    if not frames:
-        return pd.DataFrame()
-    curves = pd.concat(frames, ignore_index=True)
-    first = ["task", METHOD, SEED, TRAINING_ITERATION, ENV_STEPS, TEAM_RETURN]
-    return curves[first + [c for c in curves.columns if c not in first]]
-
-
-def mean_curve(runs: pd.DataFrame) -> pd.Series:
-    """The seed-mean team return per env-step count (only counts every seed reached)."""
-    table = runs.pivot_table(index=ENV_STEPS, columns=SEED, values=TEAM_RETURN)
-    return table.dropna().mean(axis=1)
-
-
-def kl_spend(run: pd.DataFrame) -> tuple[float, float]:
-    """A run's mean Σ achieved KL per iteration and its mean fraction of δ_total.
-
-    NaN for a run without ``kl_total`` (PPO) or without ``total_kl_budget``.
-    """
-    if KL_TOTAL not in run:
-        return math.nan, math.nan
-    spent = pd.to_numeric(run[KL_TOTAL], errors="coerce")
-    mean = float(spent.mean()) if spent.notna().any() else math.nan
-    if TOTAL_KL_BUDGET not in run:
-        return mean, math.nan
-    fraction = spent / pd.to_numeric(run[TOTAL_KL_BUDGET], errors="coerce")
-    return mean, float(fraction.mean()) if fraction.notna().any() else math.nan
-
-
-def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
-    """One row per task and method: final return, steps to 99 %, gain, variance, KL spend."""
-    rows = []
-    for task, task_runs in curves.groupby("task", sort=False):
-        finals = {
-            method: np.array([final_return(run) for _, run in runs.groupby(SEED)])
-            for method, runs in task_runs.groupby(METHOD)
-        }
-        means = {method: float(np.mean(values)) for method, values in finals.items()}
-        best = max(means.values())
-        target = best - 0.01 * abs(best)
-        uniform = means.get(ALLOCATOR_NAMES[0], math.nan)
-        for method in [m for m in METHODS if m in finals]:
-            runs = task_runs[task_runs[METHOD] == method]
-            curve = mean_curve(runs)
-            reached = curve.index[curve.to_numpy() >= target]
-            spends = np.array([kl_spend(run) for _, run in runs.groupby(SEED)])
-            rows.append(
-                {
-                    "task": task,
-                    METHOD: method,
-                    "seeds": len(finals[method]),
-                    ENV_STEPS: int(runs.groupby(SEED)[ENV_STEPS].max().min()),
-                    "budget": env_steps.get(task, math.nan),
-                    "final_mean": means[method],
-                    "final_std": float(np.std(finals[method])),
-                    "seed_variance": float(np.var(finals[method])),
-                    "steps_to_99pct": float(reached[0]) if len(reached) else math.nan,
-                    "gain_vs_uniform": (means[method] - uniform) / abs(uniform),
-                    "kl_total_mean": _nan_stat(np.mean, spends[:, 0]),
-                    "kl_total_std": _nan_stat(np.std, spends[:, 0]),
-                    "kl_spend_fraction": _nan_stat(np.mean, spends[:, 1]),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _nan_stat(stat: Any, values: np.ndarray) -> float:
-    """``stat`` over the finite values; NaN if there are none."""
-    finite = values[np.isfinite(values)]
-    return float(stat(finite)) if finite.size else math.nan
-
-
-def _spend_cell(row: Any) -> str:
-    if math.isnan(row.kl_total_mean):
-        return "—"
-    cell = f"{row.kl_total_mean:.4g} ± {row.kl_total_std:.2g}"
-    if not math.isnan(row.kl_spend_fraction):
-        cell += f" ({100 * row.kl_spend_fraction:.0f} % of δ_total)"
-    return cell
-
-
-def markdown(summary: pd.DataFrame) -> str:
-    """The summary as two markdown tables: per task and method, then the mean gain per method."""
-    header = (
-        "task|method|seeds|env steps|final team return|steps to 99 %|gain vs uniform|"
-        "seed variance|Σ KL / iteration"
-    ).split("|")
-    rows = []
-    for row in summary.itertuples():
-        steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
-        uniform = row.method == ALLOCATOR_NAMES[0]
-        gain = "—" if uniform else f"{100 * row.gain_vs_uniform:+.1f} %"
-        rows.append(
-            (
-                row.task,
-                label(row.method),
-                row.seeds,
-                f"{row.env_steps:,}",
-                f"{row.final_mean:,.1f} ± {row.final_std:,.1f}",
-                steps,
-                gain,
-                f"{row.seed_variance:,.1f}",
-                _spend_cell(row),
-            )
-        )
-    gains = summary[summary[METHOD] != ALLOCATOR_NAMES[0]].groupby(METHOD, sort=False)
-    mean_gains = [
-        (label(method), f"{100 * runs['gain_vs_uniform'].mean():+.1f} %", len(runs))
-        for method, runs in gains
-    ]
-    return "\n\n".join(
-        (
-            markdown_table(header, rows),
-            markdown_table(("method", "mean gain vs uniform over tasks", "tasks"), mean_gains),
-        )
-    )
-
-
-def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = TEAM_RETURN) -> None:
-    """``column`` against env steps, mean ± std over seeds per method (methods without it are
-    left out); for ``kl_total`` the joint budget ``total_kl_budget`` is drawn dashed."""
-    from matplotlib.figure import Figure
-
-    from rllib_hatrpo.experiments.plots import seed_band
-
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for method in (m for m in METHODS if m in set(curves[METHOD])):
-        i = METHODS.index(method)  # one colour per method in every plot
-        runs = curves[curves[METHOD] == method]
-        if column not in runs or runs[column].isna().all():
-            continue
-        per_seed = [
-            (run[ENV_STEPS].to_numpy(float), run[column].to_numpy(float))
-            for _, run in runs.dropna(subset=[column]).sort_values(ENV_STEPS).groupby(SEED)
-        ]
-        grid, mean, std, _ = seed_band(per_seed)
-        ax.plot(grid, mean, color=f"C{i}", linewidth=2, label=f"{label(method)} ({len(per_seed)})")
-        ax.fill_between(grid, mean - std, mean + std, color=f"C{i}", alpha=0.2)
-    if column == KL_TOTAL and TOTAL_KL_BUDGET in curves and curves[TOTAL_KL_BUDGET].notna().any():
-        budget = float(curves[TOTAL_KL_BUDGET].max())
-        ax.axhline(budget, color="k", linestyle="--", linewidth=1, label="δ_total")
-    ax.set_xlabel("env steps")
-    what = "Σ achieved KL per iteration" if column == KL_TOTAL else column.replace("_", " ")
-    ax.set_ylabel(f"{what} (mean ± std over seeds)")
-    ax.set_title(task)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-
-
-def report(args: argparse.Namespace, tasks: list[str]) -> str:
-    """Writes ``curves.csv``, the plots, ``summary.csv`` and ``summary.md``; returns the table."""
-    campaign_file = args.out / CAMPAIGN_FILE
-    campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
-    curves = collect_curves(args.out, tasks)
-    if curves.empty:
-        return f"No trial results under {args.out / 'tune'} yet."
-    curves.to_csv(args.out / "curves.csv", index=False)
-    for task, task_curves in curves.groupby("task"):
-        plot_task(task_curves, task, args.out / f"curves_{task}.png")
-        if KL_TOTAL in task_curves and task_curves[KL_TOTAL].notna().any():
-            plot_task(task_curves, task, args.out / f"kl_total_{task}.png", column=KL_TOTAL)
-    budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
-    summary = summarize(curves, budgets)
-    summary.to_csv(args.out / "summary.csv", index=False)
-    table = markdown(summary)
-    (args.out / "summary.md").write_text(table + "\n")
-    return table
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line: tasks, methods, seeds, budget, output folder, resources."""
+    """The command line: tasks, methods, seeds, budget, output folders, resources."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=None, help="tuned example names")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=None, help="override every budget")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "compare")
+    parser.add_argument(
+        "--data", type=Path, default=ROOT / "docs" / "data" / "compare", help="raw results"
+    )
     parser.add_argument("--max-concurrent-trials", type=int, default=2)
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs")
@@ -418,7 +199,13 @@ def main(argv: list[str] | None = None) -> None:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
         for name in names:
             train_task(available[name], args)
-    print(report(args, names))
+    campaign_file = args.out / CAMPAIGN_FILE
+    if not campaign_file.is_file():  # a checkout without Tune's folders: the committed plan
+        campaign_file = args.data / CAMPAIGN_FILE
+    campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
+    for task, plan in campaign.items():  # one campaign per raw-results folder
+        check_campaign(args.data, task, plan, flag="--data")
+    print(report(args.out / "tune", args.data, names, campaign))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The comparison report's arithmetic (benchmarks/compare.py) on synthetic learning curves."""
+"""The comparison's raw results and report arithmetic (benchmarks/compare.py,
+benchmarks/_compare_report.py) on synthetic learning curves."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,10 +14,12 @@ import pytest
 
 from rllib_hatrpo.experiments.summaries import final_return
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
-_spec = importlib.util.spec_from_file_location("compare", _PATH)
+_BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(_BENCHMARKS))
+_spec = importlib.util.spec_from_file_location("compare", _BENCHMARKS / "compare.py")
 compare = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compare)
+report = sys.modules["_compare_report"]
 
 
 def _curves(returns: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
@@ -42,7 +47,7 @@ def test_summary_gain_variance_and_steps_to_99_percent():
             ("kkt", 1): [-100, -40, -42],
         }
     )
-    summary = compare.summarize(curves, {"t": 3000}).set_index("method")
+    summary = report.summarize(curves, {"t": 3000}).set_index("method")
     assert summary.loc["uniform", "final_mean"] == -50
     assert summary.loc["kkt", "final_mean"] == -41
     # (R_kkt − R_uniform) / |R_uniform| = (−41 + 50) / 50
@@ -52,13 +57,13 @@ def test_summary_gain_variance_and_steps_to_99_percent():
     # Target: best final (−41) − 1 % of 41 = −41.41; kkt's seed mean is −40 at 2,000 steps.
     assert summary.loc["kkt", "steps_to_99pct"] == 2000
     assert math.isnan(summary.loc["uniform", "steps_to_99pct"])
-    table = compare.markdown(summary.reset_index())
+    table = report.markdown(summary.reset_index())
     assert "+18.0 %" in table and "-41.0 ± 1.0" in table
 
 
 def test_mean_curve_only_counts_steps_every_seed_reached():
     curves = _curves({("uniform", 0): [1, 2, 3], ("uniform", 1): [3, 4]})
-    assert compare.mean_curve(curves).to_dict() == {1000: 2.0, 2000: 3.0}
+    assert report.mean_curve(curves).to_dict() == {1000: 2.0, 2000: 3.0}
 
 
 def _spend_curves() -> pd.DataFrame:
@@ -74,7 +79,7 @@ def _spend_curves() -> pd.DataFrame:
 
 
 def test_summary_reports_the_kl_spent_per_iteration_of_every_allocator():
-    summary = compare.summarize(_spend_curves(), {"t": 2000}).set_index("method")
+    summary = report.summarize(_spend_curves(), {"t": 2000}).set_index("method")
     # Each run's mean Σ KL per iteration; then mean and population std over seeds.
     assert summary.loc["uniform", "kl_total_mean"] == pytest.approx(0.011)
     assert summary.loc["uniform", "kl_total_std"] == pytest.approx(0.001)
@@ -82,7 +87,7 @@ def test_summary_reports_the_kl_spent_per_iteration_of_every_allocator():
     assert summary.loc["greedy", "kl_spend_fraction"] == pytest.approx(0.85)
     assert summary.loc["kkt_carry", "kl_total_mean"] == pytest.approx(0.017)
     assert math.isnan(summary.loc["ppo", "kl_total_mean"])
-    table = compare.markdown(summary.reset_index())
+    table = report.markdown(summary.reset_index())
     assert "| Σ KL / iteration |" in table.splitlines()[0]
     assert "0.017 ± 0.001 (85 % of δ_total)" in table
     assert "0.011 ± 0.001 (55 % of δ_total)" in table
@@ -92,7 +97,7 @@ def test_summary_reports_the_kl_spent_per_iteration_of_every_allocator():
 
 def test_kl_total_plot_is_written(tmp_path):
     path = tmp_path / "kl_total_t.png"
-    compare.plot_task(_spend_curves(), "t", path, column="kl_total")
+    report.plot_task(_spend_curves(), "t", path, column="kl_total")
     assert path.stat().st_size > 0
 
 
@@ -135,3 +140,54 @@ def test_an_interrupted_experiment_counts_its_trials_short_of_the_budget():
     results = [Result(2000), Result(1200), Result(None), Result(400, error=RuntimeError())]
     assert compare.unfinished(results, 2000) == 2  # 1,200 steps and nothing reported yet
     assert compare.unfinished(results[:1], 2000) == 0
+
+
+def _tune_trial(folder, params, iterations, env_steps, returns):
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(params))
+    rows = {
+        "training_iteration": iterations,
+        "env_steps": env_steps,
+        "team_return": returns,
+        "agent_0/kl": [0.01] * len(returns),
+        "hostname": ["node"] * len(returns),  # Tune's bookkeeping: not kept
+    }
+    pd.DataFrame(rows).to_csv(folder / "progress.csv", index=False)
+
+
+def test_finished_trials_are_exported_and_the_table_is_made_from_the_copies(tmp_path):
+    tune_dir, data = tmp_path / "tune", tmp_path / "data"
+    campaign = {"t": {"env_steps": 3000, "methods": ["uniform", "kkt"], "seeds": [0]}}
+    _tune_trial(
+        tune_dir / "t" / "a",
+        {"method": "uniform", "seed": 0},
+        [1, 2, 3],
+        [1000, 2000, 3000],
+        [1.0, 2.0, 3.0],
+    )
+    # Restored after iteration 1: iteration 2 reported twice, the restored run's row kept.
+    _tune_trial(
+        tune_dir / "t" / "b",
+        {"method": "kkt", "seed": 0},
+        [1, 2, 2, 3],
+        [1000, 2000, 2000, 3000],
+        [1.0, 9.0, 2.5, 4.0],
+    )
+    _tune_trial(tune_dir / "t" / "c", {"method": "greedy", "seed": 0}, [1], [1000], [5.0])
+    written = report.export_finished(tune_dir, data, campaign)
+    assert sorted(p.name for p in written) == ["kkt_seed0.csv", "uniform_seed0.csv"]
+    kkt = pd.read_csv(data / "t" / "kkt_seed0.csv")
+    assert list(kkt.columns) == [
+        "method",
+        "seed",
+        "training_iteration",
+        "env_steps",
+        "team_return",
+        "agent_0/kl",
+    ]
+    assert kkt["team_return"].tolist() == [1.0, 2.5, 4.0]
+    # The Tune folder can go: the table comes from the raw results alone.
+    table = report.report(tmp_path / "gone", data, ["t"], campaign)
+    assert "| t | HATRPO-W (kkt) | 1 | 3,000 | 4.0 ± 0.0 |" in table
+    assert "greedy" not in table  # unfinished: not exported, not reported
+    assert (data / "summary.csv").is_file() and (data / "curves_t.png").is_file()
