@@ -104,14 +104,20 @@ def check_campaign(folder: Path, task: str, plan: dict[str, Any], flag: str = "-
         ) from err
 
 
+def task_plan(task: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """What ``campaign.json`` records for ``task``: methods, seeds, env-step budget."""
+    env_steps = args.env_steps or task.env_steps
+    return {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
+
+
 def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
 
     from rllib_hatrpo.experiments.tune import make_trainable, restore_or_create_tuner
 
-    env_steps = args.env_steps or task.env_steps
-    plan = {"methods": list(args.methods), "seeds": list(args.seeds), "env_steps": env_steps}
+    plan = task_plan(task, args)
+    env_steps = plan["env_steps"]
     check_campaign(args.out, task.name, plan)
     trainable = make_trainable(
         functools.partial(trial_config, task),
@@ -194,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"--tasks: unknown {unknown}; tuned examples: {sorted(available)}")
     if not args.report_only:
+        for name in names:  # the whole plan is recorded (and checked) before any training
+            check_campaign(args.out, name, task_plan(available[name], args))
         import ray
 
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)

@@ -1,0 +1,246 @@
+"""The joint-budget paper's claims, one row each, from the committed raw results.
+
+How to run (from the repository root; seconds, no training)::
+
+    python benchmarks/claims.py
+
+Reads ``docs/data/compare/`` (``benchmarks/compare.py``'s raw results: MaMuJoCo, every
+finished run), ``docs/data/differential_game/summary.csv`` (``benchmarks/differential_game.py``)
+and ``docs/data/matrix_games/summary.csv`` (``benchmarks/toy_games.py``). Writes
+``docs/data/claims.md`` and puts the same text between the ``claims`` markers of
+``docs/results.md``. Rerun it whenever raw results are added: every number it prints comes
+from those files.
+
+The measures, per claim (HATRPO = uniform, W = kkt, G = greedy; final return = a run's mean
+team return over its last 10 % of iterations):
+
+- gain: mean over tasks of (R_method − R_uniform) / |R_uniform| of the seed-mean final
+  returns, with a 95 % percentile bootstrap interval over seeds
+  (``rllib_hatrpo.experiments.gains``; 10,000 resamples, seed 0); only tasks where both
+  methods have a finished run count;
+- variance of G against W: mean over tasks of var_G / var_W − 1 (seed variances of the final
+  return), same interval;
+- steps to 99 % of the best: per task, the first env-step count at which a method's
+  seed-mean curve reaches 99 % of that curve's own maximum (R_max − 0.01·|R_max|); the
+  method's count over uniform's, mean over tasks;
+- time per iteration: each run's median ``time_this_iter_s``; the seed mean over uniform's,
+  mean over tasks (runs shared the machine with other jobs: a rough figure).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _compare_report import CAMPAIGN_FILE, collect_curves, markdown, mean_curve, summarize
+
+from rllib_hatrpo.experiments.gains import bootstrap_over_tasks, relative_gain, variance_ratio
+from rllib_hatrpo.experiments.records import TIME_THIS_ITER_S
+from rllib_hatrpo.experiments.summaries import final_return, markdown_table
+from rllib_hatrpo.experiments.tune import METHOD, SEED
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "docs" / "data"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+BEGIN = "<!-- claims: begin (written by benchmarks/claims.py) -->"
+END = "<!-- claims: end -->"
+#: The toy games' commands (their settings: the "Paper toy games" section of the page).
+DIFFERENTIAL_GAME = (
+    "`python benchmarks/differential_game.py run --kl-threshold K --initial-std S "
+    "--batch-size B` for each setting klK_stdS_bB_it60"
+)
+MATRIX_GAMES = (
+    "python benchmarks/toy_games.py --games climbing penalty penalty_mild --allocators "
+    "uniform kkt greedy waterfill --iterations 30 --batch-size 200 --out docs/data/matrix_games"
+)
+NO_RUNS = "no finished runs yet"
+#: The paper's methods as this package names them.
+W, G, HATRPO = "kkt", "greedy", "uniform"
+
+
+def finals(curves: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """Task -> method -> the final return of each finished seed."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for (task, method), runs in curves.groupby(["task", METHOD], sort=False):
+        values = [final_return(run) for _, run in runs.groupby(SEED)]
+        out.setdefault(task, {})[method] = np.array(values)
+    return out
+
+
+def paired(table: dict[str, dict[str, np.ndarray]], first: str, second: str) -> dict:
+    """Task -> (first's finals, second's finals), for the tasks where both have runs."""
+    return {
+        task: (methods[first], methods[second])
+        for task, methods in table.items()
+        if first in methods and second in methods
+    }
+
+
+def steps_to_99(runs: pd.DataFrame) -> float:
+    """First env-step count where the seed-mean curve reaches 99 % of its own maximum."""
+    curve = mean_curve(runs)
+    if curve.empty:
+        return math.nan
+    best = float(curve.max())
+    return float(curve.index[curve.to_numpy() >= best - 0.01 * abs(best)][0])
+
+
+def per_task_ratio(curves: pd.DataFrame, method: str, measure) -> tuple[float, int]:
+    """Mean over tasks of measure(method's runs) / measure(uniform's runs); the task count."""
+    ratios = []
+    for _, task_runs in curves.groupby("task"):
+        mine, base = (task_runs[task_runs[METHOD] == m] for m in (method, HATRPO))
+        if not mine.empty and not base.empty:
+            ratios.append(measure(mine) / measure(base))
+    return (float(np.mean(ratios)) if ratios else math.nan), len(ratios)
+
+
+def median_iteration_time(runs: pd.DataFrame) -> float:
+    """The seed mean of each run's median seconds per iteration."""
+    return float(runs.groupby(SEED)[TIME_THIS_ITER_S].median().mean())
+
+
+def _percent(value: float) -> str:
+    return "—" if math.isnan(value) else f"{100 * value:+.1f} %"
+
+
+def _gain_cell(groups: dict, statistic, offset: float = 0.0) -> str:
+    if not groups:
+        return NO_RUNS
+    interval = bootstrap_over_tasks(statistic, groups)
+    seeds = ", ".join(f"{t} {len(a)}/{len(b)}" for t, (a, b) in groups.items())
+    point, low, high = (v - offset for v in (interval.point, interval.low, interval.high))
+    return (
+        f"{_percent(point)} (95 % CI {_percent(low)} to {_percent(high)}; "
+        f"{len(groups)} task(s), seeds {seeds})"
+    )
+
+
+def mamujoco_rows(curves: pd.DataFrame, budget: str) -> list[tuple]:
+    """The claims measured on the MaMuJoCo campaign (command A)."""
+    table = finals(curves) if not curves.empty else {}
+    rows = [
+        ("W's final-return gain over HATRPO", "+22.5 %", paired(table, HATRPO, W), relative_gain),
+        ("G's final-return gain over HATRPO", "+25.2 %", paired(table, HATRPO, G), relative_gain),
+        (
+            "(control) G's gain over W with carry-over, which spends as much KL",
+            "—",
+            paired(table, "kkt_carry", G),
+            relative_gain,
+        ),
+        ("G's seed variance over W's", "about +39 %", paired(table, W, G), variance_ratio),
+    ]
+    cells = [
+        (claim, paper, _gain_cell(groups, stat, offset=float(stat is variance_ratio)))
+        for claim, paper, groups, stat in rows
+    ]
+    for method, name in ((W, "W"), (G, "G")):
+        for claim, paper, measure, unit in (
+            (f"{name} reaches 99 % of its best sooner", "sooner", steps_to_99, "env steps"),
+            (f"{name}'s time per iteration", "similar", median_iteration_time, "seconds"),
+        ):
+            ratio, n = per_task_ratio(curves, method, measure) if not curves.empty else (0, 0)
+            ours = f"{ratio:.2f}× HATRPO's {unit} ({n} task(s))" if n else NO_RUNS
+            cells.append((claim, paper, ours))
+    return [(claim, paper, ours, budget, "A") for claim, paper, ours in cells]
+
+
+def toy_rows() -> list[tuple]:
+    """The differential-game (command B) and matrix-game (command C) claims."""
+    game = pd.read_csv(DATA / "differential_game" / "summary.csv")
+    settings = [
+        f"{setting}: "
+        + ", ".join(f"{r.allocator} {r.successes}/{r.seeds}" for r in runs.itertuples())
+        for setting, runs in game.groupby("setting", sort=False)
+    ]
+    matrix = pd.read_csv(DATA / "matrix_games" / "summary.csv")
+    games = [
+        f"{name}: "
+        + ", ".join(
+            f"{r.allocator} {r.final_det_return_mean:.2f} ({r.successes}/{r.seeds})"
+            for r in runs.itertuples()
+        )
+        for name, runs in matrix.groupby("game", sort=False)
+    ]
+    return [
+        (
+            "Differential game: HATRPO stays at the local peak, W and G reach the global one",
+            "HATRPO local; W, G global",
+            "runs that end in the global basin — " + "; ".join(settings),
+            "60 iterations × 30 or 200 one-step episodes, seeds 0–9",
+            "B",
+        ),
+        (
+            "Matrix games: W and G beat HATRPO",
+            "W, G better",
+            "payoff of the final greedy joint action, mean over seeds (optimal in n of 10 "
+            "seeds) — " + "; ".join(games),
+            "30 iterations × 200 one-step episodes, seeds 0–9",
+            "C",
+        ),
+    ]
+
+
+def campaign_command(campaign: dict) -> tuple[str, str]:
+    """The compare.py command of the campaign and its budget, as text."""
+    plans = list(campaign.values())
+    if not plans or any(plan != plans[0] for plan in plans):
+        return (
+            "python benchmarks/compare.py  # plans per task: docs/data/compare/campaign.json",
+            "per task",
+        )
+    plan = plans[0]
+    command = (
+        f"python benchmarks/compare.py --tasks {' '.join(campaign)} --methods "
+        f"{' '.join(plan['methods'])} --seeds {' '.join(map(str, plan['seeds']))} "
+        f"--env-steps {plan['env_steps']}"
+    )
+    return command, f"{plan['env_steps']:,} env steps per run"
+
+
+def claims_text() -> str:
+    """The claims table, its commands, then the per-task MaMuJoCo table, as markdown."""
+    compare = DATA / "compare"
+    campaign_file = compare / CAMPAIGN_FILE
+    campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
+    curves = collect_curves(compare, list(campaign))
+    command, budget = campaign_command(campaign)
+    header = ("claim of the paper", "paper", "measured here", "budget", "command")
+    text = [
+        markdown_table(header, mamujoco_rows(curves, budget) + toy_rows()),
+        "Commands (from the repository root; each resumes where it stopped, and "
+        "`python benchmarks/claims.py` redraws this table from the raw results):\n\n"
+        f"- A: `{command}`\n"
+        f"- B: {DIFFERENTIAL_GAME}\n"
+        f"- C: `{MATRIX_GAMES}`",
+    ]
+    if not curves.empty:
+        budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
+        text += ["Per task (MaMuJoCo, finished runs only):", markdown(summarize(curves, budgets))]
+    return "\n\n".join(text)
+
+
+def write_block(page: Path, text: str) -> None:
+    """Replaces the text between the markers of ``page`` (which must have both)."""
+    content = page.read_text()
+    if BEGIN not in content or END not in content:
+        raise SystemExit(f"{page}: add the lines {BEGIN!r} and {END!r} where the claims go")
+    head, rest = content.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def main() -> None:
+    """Writes ``docs/data/claims.md`` and the claims block of ``docs/results.md``."""
+    text = claims_text()
+    (DATA / "claims.md").write_text(text + "\n")
+    write_block(RESULTS_PAGE, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The claims table's measures (benchmarks/claims.py) on synthetic runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import claims
+
+
+def _curves(returns: dict[tuple[str, str, int], list[float]], seconds: float = 1.0):
+    rows = [
+        {
+            "task": task,
+            "method": method,
+            "seed": seed,
+            "env_steps": 1000 * (i + 1),
+            "team_return": r,
+            "time_this_iter_s": seconds * (2.0 if method == "greedy" else 1.0),
+        }
+        for (task, method, seed), values in returns.items()
+        for i, r in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_steps_to_99_percent_of_the_curves_own_best():
+    # Seed mean: 10, 50, 99.5, 100 -> first count >= 99 is 3,000.
+    runs = _curves({("t", "kkt", 0): [10, 40, 99, 100], ("t", "kkt", 1): [10, 60, 100, 100]})
+    assert claims.steps_to_99(runs) == 3000
+    # A negative curve: best -50, target -50.5.
+    runs = _curves({("t", "kkt", 0): [-90, -50.4, -50]})
+    assert claims.steps_to_99(runs) == 2000
+
+
+def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_both():
+    curves = _curves(
+        {
+            ("a", "uniform", 0): [100.0] * 10,
+            ("a", "kkt", 0): [120.0] * 10,
+            ("a", "greedy", 0): [90.0] * 10,
+            ("b", "uniform", 0): [-50.0] * 10,
+            ("b", "kkt", 0): [-45.0] * 10,  # b: no greedy run yet
+        }
+    )
+    table = claims.finals(curves)
+    assert sorted(claims.paired(table, "uniform", "greedy")) == ["a"]
+    rows = {row[0]: row for row in claims.mamujoco_rows(curves, "1,000 env steps per run")}
+    # W: mean of +20 % (a) and +10 % (b); one seed each, so the interval is the point.
+    assert rows["W's final-return gain over HATRPO"][2].startswith("+15.0 % (95 % CI +15.0 %")
+    assert "2 task(s)" in rows["W's final-return gain over HATRPO"][2]
+    assert rows["G's final-return gain over HATRPO"][2].startswith("-10.0 %")
+    assert rows["(control) G's gain over W with carry-over, which spends as much KL"][2] == (
+        claims.NO_RUNS
+    )
+    assert rows["G's time per iteration"][2] == "2.00× HATRPO's seconds (1 task(s))"
+    assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
+
+
+def test_campaign_command_and_the_marked_block(tmp_path):
+    plan = {"env_steps": 2000, "methods": ["uniform", "kkt"], "seeds": [0, 1]}
+    command, budget = claims.campaign_command({"a": plan, "b": plan})
+    assert command == (
+        "python benchmarks/compare.py --tasks a b --methods uniform kkt --seeds 0 1 "
+        "--env-steps 2000"
+    )
+    assert budget == "2,000 env steps per run"
+    assert claims.campaign_command({"a": plan, "b": {**plan, "seeds": [0]}})[1] == "per task"
+    page = tmp_path / "results.md"
+    page.write_text(f"intro\n{claims.BEGIN}\nold\n{claims.END}\nrest\n")
+    claims.write_block(page, "new")
+    assert page.read_text() == f"intro\n{claims.BEGIN}\nnew\n{claims.END}\nrest\n"
+    page.write_text("no markers")
+    with pytest.raises(SystemExit, match="add the lines"):
+        claims.write_block(page, "new")
