@@ -22,7 +22,8 @@ from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.metrics import KL_TOTAL, NUM_PROPOSALS
 
 TASKS = ("2x3", "6x1")
-#: HATRPO (uniform) sampling with RLlib's MultiAgentEnvRunner instead of TeamEnvRunner.
+#: HATRPO (uniform) as it was before the vectorised sampler: RLlib's MultiAgentEnvRunner and
+#: Fisher-vector products on the full batch (``fvp_subsample=1``).
 UNIFORM_RLLIB_RUNNER = "uniform_rllib_runner"
 METHODS = (*ALLOCATOR_NAMES, UNIFORM_RLLIB_RUNNER, "ppo")
 EMA_COEFF = 0.01  # RLlib's default EMA coefficient for timers (MetricsLogger.log_time).
@@ -54,7 +55,9 @@ def make_config(method: str, task: str, args: argparse.Namespace, num_env_runner
     elif method == UNIFORM_RLLIB_RUNNER:
         from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
-        config = HATRPOConfig().env_runners(env_runner_cls=MultiAgentEnvRunner)
+        config = (
+            HATRPOConfig().env_runners(env_runner_cls=MultiAgentEnvRunner).training(fvp_subsample=1)
+        )
     else:
         config = HATRPOConfig().training(kl_allocator=method)
     config = (
@@ -235,7 +238,7 @@ def pipeline(task: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     algos: dict[str, tuple[Any, list[float]]] = {}
     for method in args.methods:
         t0 = time.perf_counter()
-        algo = make_config(method, task, args, 1).build_algo()
+        algo = make_config(method, task, args, args.pipeline_runners).build_algo()
         update_times: list[float] = []
         # Wall time of each learner update, measured around the call on this instance only.
         algo.learner_group.update = timed(algo.learner_group.update, update_times)

@@ -138,6 +138,12 @@ def environment_info() -> dict[str, str]:
     }
 
 
+def _sampler_text(args) -> str:
+    if args.pipeline_runners == 0:
+        return f"sampling in the driver (no remote EnvRunner) × {args.num_envs} envs"
+    return f"{args.pipeline_runners} remote EnvRunner(s) × {args.num_envs} envs"
+
+
 def write_summary(path: Path, args, summary, df, info, loads, wall_s) -> str:
     """Writes ``summary.md`` (settings, versions, load, the tables); returns the main table."""
     table = summary_table(summary)
@@ -152,7 +158,7 @@ Versions: {", ".join(f"{k} {v}" for k, v in info.items())}.
 Load average (1/5/15 min) at start {loads[0]}, at end {loads[1]}: **a shared, noisy machine**;
 compare the ratios, not the absolute times. All figures come from this one run.
 
-Settings (all methods): 1 remote EnvRunner × {args.num_envs} envs,
+Settings (all methods): {_sampler_text(args)},
 `train_batch_size_per_learner={args.batch}`, `rollout_fragment_length="auto"`, local learner,
 seed {args.seed}, agent_obsk 1; 1 untimed warm-up then {args.iters} timed iterations per
 method, interleaved round-robin. PPO: RLlib defaults, `num_epochs={args.ppo_epochs}`,

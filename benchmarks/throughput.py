@@ -35,7 +35,8 @@ Per task, in this order:
    the allocators' ``num_proposals`` (trial TRPO steps: uniform and kkt n, greedy
    n(n+1)/2).
 3. **Pipeline** (``algo.train()`` of a Ray-built algorithm): all methods of the task are built
-   (one remote EnvRunner each; they idle while another method trains), each runs 1 untimed
+   (``--pipeline-runners`` remote EnvRunners each, default 1, idle while another method
+   trains; 0: each samples in the driver, as the tuned examples do), each runs 1 untimed
    warm-up iteration, then ``--iters`` timed iterations, round-robin over methods with the
    starting method rotated every round, so machine noise hits all methods alike. Per
    iteration:
@@ -118,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=3, help="timed iterations per method")
     parser.add_argument("--batch", type=int, default=2000, help="train_batch_size_per_learner")
     parser.add_argument("--num-envs", type=int, default=4, help="envs per EnvRunner")
+    parser.add_argument(
+        "--pipeline-runners",
+        type=int,
+        default=1,
+        help="remote EnvRunners per method in the pipeline (0: sample in the driver)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/throughput"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ppo-epochs", type=int, default=5)
