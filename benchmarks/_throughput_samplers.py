@@ -8,11 +8,17 @@ runners (``sample(num_timesteps=...)`` of an in-process EnvRunner, no Ray cluste
 - ``raw_gymnasium`` (MaMuJoCo only): N gymnasium ``HalfCheetah-v5`` envs, what MaMuJoCo
   steps inside: the ceiling;
 - ``raw_pettingzoo``: N PettingZoo parallel envs (``mamujoco_v1`` or mpe2) stepped with dicts;
+- ``raw_fast`` (simple_spread only): ``MPESpreadVectorEnv`` stepped directly with N actions
+  per agent, the ceiling of its ``team_fast``;
 - ``rllib_runner``: RLlib's ``MultiAgentEnvRunner``, one ``sample()`` call per measurement
   (as a local EnvRunner samples a whole train batch);
-- ``team_pettingzoo``: ``TeamEnvRunner`` over the PettingZoo env (``fast_vector=False`` for
-  MaMuJoCo);
-- ``team_fast`` (MaMuJoCo only): ``TeamEnvRunner`` with ``MaMuJoCoVectorEnv``.
+- ``team_pettingzoo``: ``TeamEnvRunner`` over the PettingZoo env (``fast_vector=False``);
+- ``team_fast``: ``TeamEnvRunner`` with the vectorised fast path (``MaMuJoCoVectorEnv`` or
+  ``MPESpreadVectorEnv``).
+
+The "× raw" column relates each runner to its ceiling: ``raw_gymnasium`` for MaMuJoCo's
+``team_fast``, ``raw_fast`` for simple_spread's, ``raw_pettingzoo`` otherwise (and for
+``raw_fast`` itself, its speed-up over the PettingZoo env).
 """
 
 from __future__ import annotations
@@ -32,17 +38,23 @@ ACTION_POOL = 64
 
 def variants(task: str) -> list[str]:
     """The variants measured for ``task`` (the fast path and gymnasium only for MaMuJoCo)."""
-    names = ["raw_gymnasium", "raw_pettingzoo", *RUNNER_VARIANTS]
     if task == "spread":
-        names = [n for n in names if n not in ("raw_gymnasium", "team_fast")]
-    return names
+        return ["raw_pettingzoo", "raw_fast", *RUNNER_VARIANTS]
+    return ["raw_gymnasium", "raw_pettingzoo", *RUNNER_VARIANTS]
+
+
+def _ceiling(task: str, variant: str) -> str:
+    """The raw variant the "× raw" column divides ``variant``'s rate by."""
+    if variant == "team_fast":
+        return "raw_fast" if task == "spread" else "raw_gymnasium"
+    return "raw_pettingzoo"
 
 
 def env_and_config(task: str, fast_vector: bool = True) -> tuple[type, dict[str, Any]]:
     from rllib_hatrpo.envs import MaMuJoCoEnv, MPEEnv
 
     if task == "spread":
-        return MPEEnv, {"scenario": "simple_spread_v3"}
+        return MPEEnv, {"scenario": "simple_spread_v3", "fast_vector": fast_vector}
     return MaMuJoCoEnv, {
         "scenario": "HalfCheetah",
         "agent_conf": task,
@@ -72,6 +84,27 @@ def _raw_pettingzoo(task: str, num_envs: int) -> tuple[Callable[[int], int], Cal
     return step, lambda: [env.close() for env in envs]
 
 
+def _raw_fast(task: str, num_envs: int) -> tuple[Callable[[int], int], Callable]:
+    from rllib_hatrpo.envs.mpe_vector import MPESpreadVectorEnv
+
+    _, cfg = env_and_config(task)
+    venv = MPESpreadVectorEnv(cfg, num_envs)
+    venv.reset(range(num_envs), range(num_envs))
+    rng = np.random.default_rng(0)
+    pool = [
+        {aid: rng.integers(0, venv.action_spaces[aid].n, num_envs) for aid in venv.possible_agents}
+        for _ in range(ACTION_POOL)
+    ]
+
+    def step(i: int) -> int:
+        ended = np.flatnonzero(venv.step(pool[i % ACTION_POOL]).truncated)
+        if ended.size:
+            venv.reset(ended.tolist(), [None] * ended.size)
+        return num_envs
+
+    return step, venv.close
+
+
 def _runner(variant: str, task: str, num_envs: int, seed: int) -> tuple[Callable, Callable]:
     from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
@@ -90,8 +123,10 @@ def _runner(variant: str, task: str, num_envs: int, seed: int) -> tuple[Callable
     runner = runner_cls(config=config)
     if variant == "team_fast":
         from rllib_hatrpo.envs.mamujoco_vector import MaMuJoCoVectorEnv
+        from rllib_hatrpo.envs.mpe_vector import MPESpreadVectorEnv
 
-        assert isinstance(runner._team_env, MaMuJoCoVectorEnv), "fast path not taken"
+        fast_cls = MPESpreadVectorEnv if task == "spread" else MaMuJoCoVectorEnv
+        assert isinstance(runner._team_env, fast_cls), "fast path not taken"
 
     def step(i: int, env_steps: int = num_envs) -> int:
         """One ``sample()`` call of ``env_steps`` (a local EnvRunner samples a whole train
@@ -107,6 +142,8 @@ def _stepper(variant: str, task: str, num_envs: int, seed: int) -> tuple[Callabl
         return (lambda i: step(i) or num_envs), close
     if variant == "raw_pettingzoo":
         return _raw_pettingzoo(task, num_envs)
+    if variant == "raw_fast":
+        return _raw_fast(task, num_envs)
     return _runner(variant, task, num_envs, seed)
 
 
@@ -165,7 +202,7 @@ def sampler_table(rows: list[dict[str, Any]]) -> str:
         group = group.droplevel([0, 1])
         rllib = group.per_cpu_s.get("rllib_runner", np.nan)
         for variant, values in group.iterrows():
-            raw = "raw_gymnasium" if variant == "team_fast" else "raw_pettingzoo"
+            raw = _ceiling(task, variant)
             lines.append(
                 f"| {task} | {n} | {variant} | {values.per_cpu_s:,.0f} | "
                 f"{values.per_wall_s:,.0f} | {values.per_cpu_s / rllib:.2f} | "

@@ -16,19 +16,30 @@ Published MPE results (HARL's, MAPPO's) come from those older dynamics, so retur
 Reward: the team reward is the **sum** of the agents' rewards by default, as HARL does for MPE
 (`harl/envs/pettingzoo_mpe/pettingzoo_mpe_env.py`: `total_reward = sum(...)`, given to every
 agent), so returns are comparable with HARL's. Set `team_reward="mean"` to average instead.
+
+Vectorised sampling: for `simple_spread_v3`, `MPEEnv.make_team_vector_env` offers the
+vectorised EnvRunner an `MPESpreadVectorEnv` (`rllib_hatrpo.envs.mpe_vector`), which holds N
+worlds in numpy arrays and returns exactly what N `MPEEnv`s return; env_config
+`fast_vector=False` keeps the reference path.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 import re
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rllib_hatrpo.envs._config import merge_config
 from rllib_hatrpo.envs.pettingzoo_env import PettingZooEnv
+
+if TYPE_CHECKING:
+    from rllib_hatrpo.envs.mpe_vector import MPESpreadVectorEnv
+
+logger = logging.getLogger(__name__)
 
 _INSTALL_HINT = "MPEEnv needs mpe2: pip install 'rllib_hatrpo[mpe]'"
 
@@ -40,6 +51,7 @@ _DEFAULTS: dict[str, Any] = {
     "global_state": "auto",
     "render_mode": None,
     "env_kwargs": {},
+    "fast_vector": True,
 }
 
 
@@ -71,6 +83,8 @@ class MPEEnv(PettingZooEnv):
                     `PettingZooEnv`.
                 render_mode: None, "human" or "rgb_array".
                 env_kwargs: Extra keyword arguments for `parallel_env`, e.g. `{"N": 4}`.
+                fast_vector: Whether `make_team_vector_env` offers the vectorised EnvRunner
+                    `MPESpreadVectorEnv` (default True); False samples through this env.
 
         Raises:
             ImportError: mpe2 is not installed.
@@ -86,6 +100,33 @@ class MPEEnv(PettingZooEnv):
         )
         self.config = cfg
         super().__init__(env, team_reward=cfg["team_reward"], global_state=cfg["global_state"])
+
+    def make_team_vector_env(self, num_envs: int) -> MPESpreadVectorEnv | None:
+        """N envs of this config as one `MPESpreadVectorEnv`, for the vectorised EnvRunner.
+
+        `rllib_hatrpo.envs.vector.team_vector_env_of` calls this on the first env. The fast
+        path returns exactly what `SyncTeamVectorEnv` over N `MPEEnv`s returns.
+
+        Args:
+            num_envs: N.
+
+        Returns:
+            The vector env, or None (use `SyncTeamVectorEnv`) when env_config `fast_vector` is
+            False or the config is one the fast path does not reproduce
+            (`mpe_vector.unsupported_reason`): another scenario, a `render_mode`, or
+            `env_kwargs` beyond `N`, `local_ratio` and `dynamic_rescaling` that change mpe2's
+            defaults (curriculum, termination on success, partial observability, benchmark
+            data).
+        """
+        from rllib_hatrpo.envs.mpe_vector import MPESpreadVectorEnv, unsupported_reason
+
+        if not self.config["fast_vector"]:
+            return None
+        reason = unsupported_reason(self.config)
+        if reason is not None:
+            logger.info("MPE: no vectorised fast path for %s; stepping envs one by one.", reason)
+            return None
+        return MPESpreadVectorEnv(self.config, num_envs)
 
 
 def import_scenario(name: str) -> ModuleType:
