@@ -97,4 +97,3 @@ def draw_actions(
     var = scale**2
     logp = -((action - loc) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI
     return action, logp.sum(-1)
-
