@@ -24,6 +24,8 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
+from rllib_hatrpo.packed_infos import PackedInfos
+
 
 @dataclasses.dataclass
 class EpisodeCursor:
@@ -206,7 +208,9 @@ class LockstepRollout:
                     multi_agent_episode_id=episode.id_,
                     observations=column(obs[aid][steps, i], last_obs[aid]),
                     observation_space=episode.observation_space.get(aid),
-                    infos=[info[i][aid] for info in self._infos[steps]] + [last_infos[aid]],
+                    infos=PackedInfos(
+                        [info[i][aid] for info in self._infos[steps]] + [last_infos[aid]]
+                    ),
                     actions=column(actions[aid][steps, i]),
                     action_space=episode.action_space.get(aid),
                     rewards=column(rewards[aid][steps, i], scalars=True),
