@@ -60,6 +60,8 @@ def make_config(method: str, task: str, args: argparse.Namespace, num_env_runner
         )
     else:
         config = HATRPOConfig().training(kl_allocator=method)
+        if args.fvp_subsample is not None:
+            config = config.training(fvp_subsample=args.fvp_subsample)
     config = (
         config.environment(MaMuJoCoEnv, env_config=env_config(task))
         .env_runners(

@@ -138,6 +138,12 @@ def environment_info() -> dict[str, str]:
     }
 
 
+def _fvp_text(args) -> str:
+    if args.fvp_subsample is None:
+        return ""
+    return f", `fvp_subsample={args.fvp_subsample}` (the RLlib-runner baseline: 1)"
+
+
 def _sampler_text(args) -> str:
     if args.pipeline_runners == 0:
         return f"sampling in the driver (no remote EnvRunner) × {args.num_envs} envs"
@@ -162,7 +168,8 @@ Settings (all methods): {_sampler_text(args)},
 `train_batch_size_per_learner={args.batch}`, `rollout_fragment_length="auto"`, local learner,
 seed {args.seed}, agent_obsk 1; 1 untimed warm-up then {args.iters} timed iterations per
 method, interleaved round-robin. PPO: RLlib defaults, `num_epochs={args.ppo_epochs}`,
-`minibatch_size={args.ppo_minibatch}`, one module per agent. HATRPO: package defaults.
+`minibatch_size={args.ppo_minibatch}`, one module per agent.
+HATRPO: package defaults{_fvp_text(args)}.
 Learner-only: median of {args.learner_repeats} in-process `learner.update` calls on one fixed
 batch per task.
 

@@ -125,6 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="remote EnvRunners per method in the pipeline (0: sample in the driver)",
     )
+    parser.add_argument(
+        "--fvp-subsample",
+        type=int,
+        default=None,
+        help="fvp_subsample of the HATRPO methods (default: the package's)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/throughput"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ppo-epochs", type=int, default=5)

@@ -5,6 +5,10 @@ columns and the env's actions, as plain functions for :class:`rllib_hatrpo.TeamE
   tensors become float32 arrays, integer ones int32.
 - ``env_action_fn``: RLlib's ``NormalizeAndClipActions`` (``unsquash_action`` or
   ``clip_action`` on ``ACTIONS_FOR_ENV``), precomputed per action space.
+- ``draw_actions``: the action and its log-probability from the module's action
+  distribution class, as RLlib's ``GetActions`` connector draws them; for RLlib's
+  ``TorchDiagGaussian`` the same torch operations in the same order, without building
+  the distribution objects at every step.
 
 Both give RLlib's results bit for bit (``tests/unit/test_env_action_fn.py``,
 ``tests/component/test_team_env_runner.py``).
@@ -12,12 +16,17 @@ Both give RLlib's results bit for bit (``tests/unit/test_env_action_fn.py``,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
+
+#: log √(2π), as ``torch.distributions.Normal.log_prob`` subtracts it.
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
 def env_action_fn(space: Any, normalize: bool, clip: bool) -> Any:
@@ -56,3 +65,35 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.int32, copy=False)
     return array
+
+
+def draw_actions(
+    dist_cls: type, dist_inputs: torch.Tensor, explore: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The actions and their log-probabilities for a batch of distribution inputs.
+
+    What RLlib computes with ``dist_cls.from_logits(dist_inputs)`` (``.to_deterministic()``
+    without exploration), ``.sample()`` and ``.logp(action)``. For ``TorchDiagGaussian``,
+    inputs [μ, log σ] (μ, log σ ∈ ℝ^d), the same operations directly:
+
+    - exploring: σ = exp(log σ), a = ``torch.normal(μ, σ)`` (the same draw from torch's
+      RNG), log π(a) = Σ_d [−(a − μ)² / (2σ²) − log σ − log √(2π)], with log σ recomputed
+      as log(exp(log σ)) as torch's ``Normal.log_prob`` does;
+    - deterministic (RLlib's ``TorchDeterministic``): a = μ, log π = zeros like μ.
+
+    Other distribution classes go through RLlib's own objects.
+    """
+    if dist_cls is not TorchDiagGaussian:
+        dist = dist_cls.from_logits(dist_inputs)
+        if not explore:
+            dist = dist.to_deterministic()
+        action = dist.sample()
+        return action, dist.logp(action)
+    loc, log_std = dist_inputs.chunk(2, dim=-1)
+    if not explore:
+        return torch.ones_like(loc) * loc, torch.zeros_like(loc)
+    scale = log_std.exp()
+    action = torch.normal(loc, scale)
+    var = scale**2
+    logp = -((action - loc) ** 2) / (2 * var) - scale.log() - _LOG_SQRT_2PI
+    return action, logp.sum(-1)

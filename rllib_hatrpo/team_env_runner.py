@@ -51,7 +51,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from rllib_hatrpo.envs.vector import SyncTeamVectorEnv, team_vector_env_of
-from rllib_hatrpo.team_actions import env_action_fn, to_numpy
+from rllib_hatrpo.team_actions import draw_actions, env_action_fn, to_numpy
 from rllib_hatrpo.team_episodes import EpisodeCursor, LockstepRollout
 from rllib_hatrpo.threads import limit_threads
 from rllib_hatrpo.torch.grouped_actors import GroupedActors, group_actors
@@ -182,7 +182,9 @@ class TeamEnvRunner(MultiAgentEnvRunner):
             action_space=dict(self.env.envs[0].unwrapped.action_spaces),
             agent_to_module_mapping_fn=self.config.policy_mapping_fn,
         )
-        done, ongoing, self._cursors = rollout.episodes(make_episode, self._weights_seq_no)
+        done, ongoing, self._cursors = rollout.episodes(
+            make_episode, self._weights_seq_no, as_numpy=self.episodes_to_numpy
+        )
         self._current = rollout.current()
         for episode in done:
             self._call_on_episode_end(episode)
@@ -261,14 +263,11 @@ class TeamEnvRunner(MultiAgentEnvRunner):
                 if explore
                 else module.get_inference_action_dist_cls()
             )
-            dist = dist_cls.from_logits(dist_inputs)
-            if not explore:
-                dist = dist.to_deterministic()
-            action = dist.sample()
+            action, logp = draw_actions(dist_cls, dist_inputs, explore)
             columns = {
                 Columns.ACTIONS: to_numpy(action),
                 Columns.ACTION_DIST_INPUTS: to_numpy(dist_inputs),
-                Columns.ACTION_LOGP: to_numpy(dist.logp(action)),
+                Columns.ACTION_LOGP: to_numpy(logp),
             }
             for g, aid in enumerate(group):
                 rows = slice(g * self.num_envs, (g + 1) * self.num_envs)

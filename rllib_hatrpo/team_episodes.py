@@ -24,6 +24,8 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
+from rllib_hatrpo.packed_infos import PackedInfos
+
 
 @dataclasses.dataclass
 class EpisodeCursor:
@@ -146,6 +148,7 @@ class LockstepRollout:
         self,
         make_episode: Callable[..., MultiAgentEpisode],
         weights_seq_no: int,
+        as_numpy: bool = False,
     ) -> tuple[list[MultiAgentEpisode], list[MultiAgentEpisode], list[EpisodeCursor]]:
         """Builds the episode chunks of this rollout.
 
@@ -153,6 +156,9 @@ class LockstepRollout:
             make_episode: ``MultiAgentEpisode``'s constructor with the spaces and the mapping
                 function bound.
             weights_seq_no: Stored with every step, as RLlib's runner does.
+            as_numpy: Build each agent's columns as numpy arrays (what RLlib's
+                ``episode.to_numpy()`` makes of its step-by-step lists: the same dtypes and
+                shapes, each chunk's own copy), instead of lists.
 
         Returns:
             The finished episodes, the ongoing chunks (empty chunks left out), and each env's
@@ -192,25 +198,25 @@ class LockstepRollout:
                 len_lookback_buffer=0,
             )
             episode.env_t = cursor.env_t + length
+            steps = slice(chunk.start, chunk.end + 1)
+            column = _array_column if as_numpy else _list_column
             for aid in self.agents:
                 agent_episode = SingleAgentEpisode(
                     id_=cursor.agent_episode_ids[aid],
                     agent_id=aid,
                     module_id=episode.module_for(aid),
                     multi_agent_episode_id=episode.id_,
-                    observations=[*obs[aid][chunk.start : chunk.end + 1, i], last_obs[aid]],
+                    observations=column(obs[aid][steps, i], last_obs[aid]),
                     observation_space=episode.observation_space.get(aid),
-                    infos=[info[i][aid] for info in self._infos[chunk.start : chunk.end + 1]]
-                    + [last_infos[aid]],
-                    actions=list(actions[aid][chunk.start : chunk.end + 1, i]),
+                    infos=PackedInfos(
+                        [info[i][aid] for info in self._infos[steps]] + [last_infos[aid]]
+                    ),
+                    actions=column(actions[aid][steps, i]),
                     action_space=episode.action_space.get(aid),
-                    rewards=rewards[aid][chunk.start : chunk.end + 1, i].tolist(),
+                    rewards=column(rewards[aid][steps, i], scalars=True),
                     extra_model_outputs={
-                        **{
-                            col: list(values[chunk.start : chunk.end + 1, i])
-                            for col, values in extra[aid].items()
-                        },
-                        WEIGHTS_SEQ_NO: [weights_seq_no] * length,
+                        **{col: column(values[steps, i]) for col, values in extra[aid].items()},
+                        WEIGHTS_SEQ_NO: column(np.full(length, weights_seq_no)),
                     },
                     terminated=is_terminated,
                     truncated=is_truncated,
@@ -219,8 +225,9 @@ class LockstepRollout:
                 )
                 episode.agent_episodes[aid] = agent_episode
                 episode.agent_t_started[aid] = cursor.env_t
+                env_steps = np.arange(cursor.env_t, cursor.env_t + length + 1)
                 episode.env_t_to_agent_t[aid] = InfiniteLookbackBuffer(
-                    list(range(cursor.env_t, cursor.env_t + length + 1))
+                    env_steps if as_numpy else env_steps.tolist()
                 )
             episode._start_time = cursor.start_time
             episode._last_step_time = time.perf_counter()
@@ -242,3 +249,18 @@ class LockstepRollout:
                 else:
                     chunks.append(_Chunk(i, start, next_start - 1, done=True))
         return chunks
+
+
+def _list_column(rows: np.ndarray, last: Any = None, scalars: bool = False) -> list:
+    """One agent's column of a chunk as RLlib's runner builds it step by step: a list of
+    rows (Python floats with ``scalars``, as for the rewards), ``last`` appended if given."""
+    values = rows.tolist() if scalars else list(rows)
+    return values if last is None else [*values, last]
+
+
+def _array_column(rows: np.ndarray, last: Any = None, scalars: bool = False) -> np.ndarray:
+    """The same column as ``episode.to_numpy()`` stacks it from those lists: one new array
+    (``np.stack`` of the rows and ``last``: the same dtype promotion)."""
+    if last is None:
+        return rows.copy()
+    return np.concatenate([rows, np.asarray(last)[None]])

@@ -151,6 +151,27 @@ def test_train_batch_equals_rllib_runners(env, explore):
         assert not episode.is_terminated
 
 
+@pytest.mark.parametrize("env", ["halfcheetah_2x3", "mixed_user_env"])
+def test_episodes_shipped_from_a_remote_runner_give_the_same_batch(env):
+    """A remote EnvRunner's episodes reach the learner pickled (their infos as columns)."""
+    import ray.cloudpickle
+
+    _, learner, runner = _runner_pair(env, ExactTeamEnvRunner)
+    episodes = _sample_twice(runner, False)
+    shipped = ray.cloudpickle.loads(ray.cloudpickle.dumps(episodes))
+    for sent, received in zip(episodes, shipped, strict=True):
+        for aid, agent_episode in sent.agent_episodes.items():
+            np.testing.assert_equal(
+                list(received.agent_episodes[aid].get_infos()), list(agent_episode.get_infos())
+            )
+    expected, batch = connector_batch(learner, episodes), connector_batch(learner, shipped)
+    for module_id, columns in expected.items():
+        for column, values in columns.items():
+            np.testing.assert_array_equal(
+                _numpy(batch[module_id][column]), _numpy(values), strict=True
+            )
+
+
 @pytest.mark.parametrize("env", ["halfcheetah_2x3", "simple_spread"])
 def test_grouped_actors_give_rllib_runners_batch_up_to_rounding(env):
     """Agents of one actor layout share a batched forward pass: the same batch to 1e-5."""
