@@ -3,7 +3,7 @@
 HATRPO's envs are synchronous teams: every agent acts at every step and all agents leave
 together. N such envs can then be stepped as one: one observation array per agent of shape
 ``[N, *obs_shape]``, one action array per agent, and one ``terminated``/``truncated`` flag per
-env. The vectorised EnvRunner (``rllib_hatrpo.vector_env_runner``) samples through this
+env. The vectorised EnvRunner (``rllib_hatrpo.team_env_runner``) samples through this
 interface; :class:`SyncTeamVectorEnv` provides it for any list of `MultiAgentEnv`s, and an env
 may offer a faster implementation of its own (``make_team_vector_env``, see
 :func:`team_vector_env_of`).
