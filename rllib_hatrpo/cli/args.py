@@ -259,7 +259,7 @@ def model_flags() -> tuple[Flag, ...]:
             type=int_at_least(1),
             metavar="K",
             help="Fisher-vector products on every K-th row of each agent's batch (gradient, "
-            "line search and KL stay on the whole batch); default 1: all rows",
+            "line search and KL stay on the whole batch); default 5, 1: all rows",
         ),
     )
 

@@ -26,8 +26,8 @@ costs about 1/k of the full batch's::
     F_i v ≈ ∇_θ (∇_θ KL_S_iᵀ v),   KL_S_i(θ) = Σ_{t ∈ S_i} KL(π_old(·|o_t) ‖ π_θ(·|o_t)) / |S_i|
 
 CG and xᵀFx (hence the full step sqrt(2δ_i / xᵀF_S_i x)) use F_S_i; g_i, the line search's
-ΔL and KL ≤ δ_i, the reported KL and M use every row of V_i. k = 1 (the default) is the full
-batch, computed exactly as without the option.
+ΔL and KL ≤ δ_i, the reported KL and M use every row of V_i. The default is k = 5; k = 1 is
+the full batch, computed exactly as without the option.
 
 Search directions are cached per agent until the next accepted commit changes M, so the
 KKT pre-pass direction of the first agent in the order is reused instead of being recomputed.

@@ -56,7 +56,7 @@ def test_fvp_subsample_and_memory_flags_reach_the_config():
     from rllib_hatrpo.cli.train import build_config, resolve_allocator, resolve_env
     from rllib_hatrpo.cli.tune import plan
 
-    cases = (([], (1, 8.0)), (["--fvp-subsample", "5", "--max-batch-memory-gib", "2"], (5, 2.0)))
+    cases = (([], (5, 8.0)), (["--fvp-subsample", "1", "--max-batch-memory-gib", "2"], (1, 2.0)))
     for argv, expected in cases:
         args = build_parser().parse_args(["train", "--env", "differential_game", *argv])
         env, env_config, _ = resolve_env(args)
