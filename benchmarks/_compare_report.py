@@ -256,6 +256,23 @@ def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = TEAM_RE
     fig.savefig(path, dpi=110)
 
 
+def plot_allocations(curves: pd.DataFrame, task: str, data: Path) -> list[Path]:
+    """Per HATRPO method, the allocation plot (budget shares, achieved KL per agent) of its
+    lowest finished seed: ``allocation_<task>_<method>_seed<seed>.png``."""
+    from rllib_hatrpo.experiments.plots import plot_allocation
+
+    paths = []
+    for method, runs in curves.groupby(METHOD, sort=False):
+        if KL_TOTAL not in runs or runs[KL_TOTAL].isna().all():
+            continue  # PPO has no allocation
+        seed = int(runs[SEED].min())
+        run = runs[runs[SEED] == seed].sort_values(ENV_STEPS)
+        title = f"{task}: {label(method)}, seed {seed}"
+        path = data / f"allocation_{task}_{method}_seed{seed}.png"
+        paths.append(plot_allocation(run.reset_index(drop=True), path, title=title))
+    return paths
+
+
 def report(tune_dir: Path, data: Path, tasks: list[str], campaign: dict[str, Any]) -> str:
     """Exports the finished runs, then writes the plots, ``summary.csv`` and ``summary.md`` to
     ``data`` from its raw results; returns the table."""
@@ -267,6 +284,7 @@ def report(tune_dir: Path, data: Path, tasks: list[str], campaign: dict[str, Any
         plot_task(task_curves, task, data / f"curves_{task}.png")
         if KL_TOTAL in task_curves and task_curves[KL_TOTAL].notna().any():
             plot_task(task_curves, task, data / f"kl_total_{task}.png", column=KL_TOTAL)
+        plot_allocations(task_curves, task, data)
     budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
     summary = summarize(curves, budgets)
     summary.to_csv(data / "summary.csv", index=False, float_format=FLOAT_FORMAT)

@@ -191,3 +191,19 @@ def test_finished_trials_are_exported_and_the_table_is_made_from_the_copies(tmp_
     assert "| t | HATRPO-W (kkt) | 1 | 3,000 | 4.0 ± 0.0 |" in table
     assert "greedy" not in table  # unfinished: not exported, not reported
     assert (data / "summary.csv").is_file() and (data / "curves_t.png").is_file()
+
+
+def test_allocation_plots_of_each_hatrpo_method_lowest_seed(tmp_path):
+    curves = _spend_curves()
+    curves["task"] = "t"
+    for agent in ("a", "b"):
+        curves[f"{agent}/kl_budget"] = 0.01
+        curves[f"{agent}/kl"] = 0.008
+        curves[f"{agent}/line_search_accepted"] = 1.0
+    paths = report.plot_allocations(curves, "t", tmp_path)
+    assert sorted(p.name for p in paths) == [
+        "allocation_t_greedy_seed0.png",
+        "allocation_t_kkt_carry_seed0.png",
+        "allocation_t_uniform_seed0.png",
+    ]  # PPO: no KL budget, no plot
+    assert all(p.stat().st_size > 0 for p in paths)
