@@ -8,7 +8,10 @@ From the repository root::
     python benchmarks/compare.py --tasks simple_spread --env-steps 50000 --seeds 0 1
     python benchmarks/compare.py --report-only                 # tables and plots only
     python benchmarks/compare.py --tasks simple_spread --methods kkt kkt_carry greedy \
-        --out results/compare_spend                            # equal-spend comparison
+        --out results/compare_spend --data results/compare_spend/data   # equal spend
+    python benchmarks/compare.py --tasks halfcheetah_2x3 walker2d_2x3 ant_4x2 \
+        halfcheetah_6x1 --methods uniform kkt kkt_carry greedy ppo --seeds 0 1 2 3 4 \
+        --env-steps 2000000                                    # docs/results.md's campaign
 
 Each task is a tuned example (``tuned_examples/*/<task>.py``, its ``TASK``): every method
 trains that task's env, env config, sampler settings (``num_envs_per_env_runner`` envs in the
