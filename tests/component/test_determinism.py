@@ -64,6 +64,43 @@ def _set_order(hash_seed: str | None) -> list[str]:
     return out.stdout.strip().split(",")
 
 
+@pytest.mark.parametrize("given", [list(reversed(AGENTS)), ["agent_1", "agent_2", "agent_0"]])
+def test_modules_follow_the_envs_agent_order_however_the_policies_are_given(given):
+    """The mechanism the hash-seed test below checks end to end (marked slow: two processes):
+    the config orders its modules like the env's agents, so the learner builds and sweeps
+    them in one order, with the same initial weights, whatever order (or set) it was given."""
+    torch.manual_seed(0)
+    reference = _learner_weights(None)
+    config = make_config(MPEEnv, {"scenario": "simple_spread_v3"}, batch=100)
+    config.multi_agent(policies=given, policy_mapping_fn=lambda aid, *args, **kwargs: aid)
+    config.validate()
+    assert list(config.policies) == list(AGENTS)
+    torch.manual_seed(0)
+    weights = _learner_weights(given)
+    assert weights.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(weights[key], reference[key], rtol=0, atol=0)
+
+
+def _learner_weights(policies) -> dict:
+    """Every module's initial weights of a learner built from a config given ``policies``."""
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    config = make_config(MPEEnv, {"scenario": "simple_spread_v3"}, batch=100)
+    if policies is not None:
+        config.multi_agent(policies=policies, policy_mapping_fn=lambda aid, *a, **k: aid)
+    config.validate()
+    runner = MultiAgentEnvRunner(config=config)
+    learner = config.build_learner(spaces=runner.get_spaces())
+    runner.stop()
+    return {
+        f"{mid}/{name}": value.detach().clone()
+        for mid in learner.module.keys()
+        for name, value in learner.module[mid].state_dict().items()
+    }
+
+
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights_across_hash_seeds(tmp_path):
     """Before: hash seeds 1 and 2 gave agent orders [agent_0, agent_1, agent_2] vs
     [agent_2, agent_1, agent_0] and different weights after one update.
