@@ -11,7 +11,6 @@ counted and asserted).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,12 @@ from rllib_hatrpo.envs.mamujoco import MaMuJoCoEnv
 from rllib_hatrpo.envs.mamujoco_vector import MaMuJoCoVectorEnv, unsupported_reason
 from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY
 from rllib_hatrpo.envs.vector import SyncTeamVectorEnv, team_vector_env_of
+from tests.helpers import (
+    assert_bitwise,
+    assert_bitwise_infos,
+    assert_bitwise_obs,
+    team_runner_columns,
+)
 
 pytest.importorskip("gymnasium_robotics")
 pytestmark = pytest.mark.component
@@ -30,37 +35,6 @@ NUM_ENVS = 3
 SHORT_EPISODE, SHORT_RUN = 30, 75  # Two time limits per env, unless it falls over first.
 TUNED = [("HalfCheetah", "2x3"), ("HalfCheetah", "6x1"), ("Walker2d", "2x3"), ("Ant", "4x2")]
 FALLS_OVER = ("Walker2d", "Ant")
-
-
-def _fingerprint(value: Any, layout: bool) -> tuple:
-    """Type, dtype, shape and bytes (and memory layout): equal means bitwise-equal values."""
-    array = np.asarray(value)
-    order = (array.flags.c_contiguous, array.strides) if layout else None
-    return type(value), array.dtype.str, array.shape, array.tobytes(), order
-
-
-def _assert_bitwise(actual: Any, expected: Any, what: str, layout: bool = True) -> None:
-    """Bitwise equality; with `layout`, also the same strides (C order), since torch's
-    kernels can give ULP-different results for the same values in another layout."""
-    if _fingerprint(actual, layout) != _fingerprint(expected, layout):
-        np.testing.assert_array_equal(actual, expected, err_msg=what)  # Shows the values.
-        pytest.fail(f"{what}: equal values, but dtype/shape/type/strides/bytes differ")
-
-
-def _assert_obs(actual: Mapping, expected: Mapping, what: str, layout: bool = True) -> None:
-    assert list(actual) == list(expected), what
-    for aid in expected:
-        _assert_bitwise(actual[aid], expected[aid], f"{what}: {aid}", layout)
-
-
-def _assert_infos(actual: Sequence[Mapping], expected: Sequence[Mapping], what: str) -> None:
-    assert len(actual) == len(expected), what
-    for index, (mine, theirs) in enumerate(zip(actual, expected, strict=True)):
-        assert list(mine) == list(theirs), f"{what}, env {index}: agents"
-        for aid, info in theirs.items():
-            assert list(mine[aid]) == list(info), f"{what}, env {index}, {aid}: info keys"
-            for key, value in info.items():
-                _assert_bitwise(mine[aid][key], value, f"{what}, env {index}, {aid}: {key}")
 
 
 def _run_both(config: dict[str, Any], num_steps: int, seed: int = 0) -> dict[str, int]:
@@ -77,8 +51,8 @@ def _run_both(config: dict[str, Any], num_steps: int, seed: int = 0) -> dict[str
             expected, expected_infos = reference.reset(indices, seeds)
             actual, actual_infos = fast.reset(indices, seeds)
             what = f"reset before step {step} of envs {indices} with seeds {seeds}"
-            _assert_obs(actual, expected, what)
-            _assert_infos(actual_infos, expected_infos, what)
+            assert_bitwise_obs(actual, expected, what)
+            assert_bitwise_infos(actual_infos, expected_infos, what)
             assert GLOBAL_STATE_KEY in expected_infos[0][fast.possible_agents[0]]
         if step == num_steps:
             break
@@ -88,12 +62,12 @@ def _run_both(config: dict[str, Any], num_steps: int, seed: int = 0) -> dict[str
         }
         expected_step, actual_step = reference.step(actions), fast.step(actions)
         what = f"step {step}"
-        _assert_obs(actual_step.obs, expected_step.obs, what)
+        assert_bitwise_obs(actual_step.obs, expected_step.obs, what)
         # The reference's rewards are column views of one array; only their values count.
-        _assert_obs(actual_step.rewards, expected_step.rewards, f"{what} rewards", False)
-        _assert_bitwise(actual_step.terminated, expected_step.terminated, f"{what} terminated")
-        _assert_bitwise(actual_step.truncated, expected_step.truncated, f"{what} truncated")
-        _assert_infos(actual_step.infos, expected_step.infos, what)
+        assert_bitwise_obs(actual_step.rewards, expected_step.rewards, f"{what} rewards", False)
+        assert_bitwise(actual_step.terminated, expected_step.terminated, f"{what} terminated")
+        assert_bitwise(actual_step.truncated, expected_step.truncated, f"{what} truncated")
+        assert_bitwise_infos(actual_step.infos, expected_step.infos, what)
         assert {AGENT_REWARD_KEY, ENV_TERMINATED_KEY} <= set(expected_step.infos[0]["agent_0"])
         counts["terminated"] += int(expected_step.terminated.sum())
         counts["truncated"] += int(expected_step.truncated.sum())
@@ -157,44 +131,22 @@ def test_matches_reference_over_full_episodes(scenario: str, agent_conf: str):
     assert counts["terminated"] + counts["truncated"] >= NUM_ENVS, counts
 
 
-def _runner_episodes(env_config: dict[str, Any], fast: bool) -> tuple[str, list[tuple]]:
-    """One in-process TeamEnvRunner sample (exploring): the vector env's class and, per
-    episode chunk and agent, its observations, actions and rewards."""
-    from rllib_hatrpo import HATRPOConfig
-    from rllib_hatrpo.team_env_runner import TeamEnvRunner
-
-    config = (
-        HATRPOConfig()
-        .environment(MaMuJoCoEnv, env_config={**env_config, "fast_vector": fast})
-        .env_runners(env_runner_cls=TeamEnvRunner, num_env_runners=0, num_envs_per_env_runner=3)
-        .debugging(seed=0)
-    )
-    config.validate()
-    runner = TeamEnvRunner(config=config)
-    episodes = runner.sample(num_timesteps=150)
-    kind = type(runner._team_env).__name__
-    runner.stop()
-    columns = []
-    for episode in episodes:
-        for aid, single in episode.agent_episodes.items():
-            data = single.get_observations(), single.get_actions(), single.get_rewards()
-            columns.append((aid, *(np.asarray(x) for x in data)))
-    return kind, columns
-
-
 def test_team_env_runner_samples_the_same_episodes():
     """Through HATRPO's vectorised runner, with the policy's own (seeded) exploration: the
     fast path and the reference give the same episodes, so the same actions were drawn."""
     pytest.importorskip("rllib_hatrpo.team_env_runner")
     env_config = {"agent_conf": "6x1", "max_episode_steps": 20}
-    fast_kind, fast = _runner_episodes(env_config, fast=True)
-    reference_kind, reference = _runner_episodes(env_config, fast=False)
+    fast_kind, fast = team_runner_columns(MaMuJoCoEnv, {**env_config, "fast_vector": True})
+    reference_kind, reference = team_runner_columns(
+        MaMuJoCoEnv, {**env_config, "fast_vector": False}
+    )
     assert (fast_kind, reference_kind) == ("MaMuJoCoVectorEnv", "SyncTeamVectorEnv")
     assert len(fast) == len(reference) > NUM_ENVS * 6  # Truncated episodes and new ones.
     for mine, theirs in zip(fast, reference, strict=True):
         assert mine[0] == theirs[0]
-        for name, a, b in zip(("obs", "actions", "rewards"), mine[1:], theirs[1:], strict=True):
-            _assert_bitwise(a, b, f"{mine[0]} {name}", layout=False)
+        names = ("obs", "actions", "rewards", "global_state")
+        for name, a, b in zip(names, mine[1:], theirs[1:], strict=True):
+            assert_bitwise(a, b, f"{mine[0]} {name}", layout=False)
 
 
 def test_hook_offers_the_fast_path_unless_switched_off():

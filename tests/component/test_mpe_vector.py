@@ -10,7 +10,6 @@ episodes (`max_cycles` 8) put several whole episodes and their resets into every
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,40 +20,18 @@ from rllib_hatrpo.envs.mpe import MPEEnv
 from rllib_hatrpo.envs.mpe_vector import MPESpreadVectorEnv, unsupported_reason
 from rllib_hatrpo.envs.pettingzoo_env import AGENT_REWARD_KEY
 from rllib_hatrpo.envs.vector import SyncTeamVectorEnv, team_vector_env_of
+from tests.helpers import (
+    assert_bitwise,
+    assert_bitwise_infos,
+    assert_bitwise_obs,
+    team_runner_columns,
+)
 
 pytest.importorskip("mpe2")
 pytestmark = pytest.mark.component
 
 SHORT_EPISODE, SHORT_RUN = 8, 30  # Three time limits per env, and one early reset.
 EARLY_RESET_STEP = 3
-
-
-def _fingerprint(value: Any) -> tuple:
-    """Type, dtype, shape, bytes and strides: equal means bitwise-equal values and layout."""
-    array = np.asarray(value)
-    return type(value), array.dtype.str, array.shape, array.tobytes(), array.strides
-
-
-def _assert_bitwise(actual: Any, expected: Any, what: str) -> None:
-    if _fingerprint(actual) != _fingerprint(expected):
-        np.testing.assert_array_equal(actual, expected, err_msg=what)  # Shows the values.
-        pytest.fail(f"{what}: equal values, but dtype/shape/type/strides/bytes differ")
-
-
-def _assert_obs(actual: Mapping, expected: Mapping, what: str) -> None:
-    assert list(actual) == list(expected), what
-    for aid in expected:
-        _assert_bitwise(actual[aid], expected[aid], f"{what}: {aid}")
-
-
-def _assert_infos(actual: Sequence[Mapping], expected: Sequence[Mapping], what: str) -> None:
-    assert len(actual) == len(expected), what
-    for index, (mine, theirs) in enumerate(zip(actual, expected, strict=True)):
-        assert list(mine) == list(theirs), f"{what}, env {index}: agents"
-        for aid, info in theirs.items():
-            assert list(mine[aid]) == list(info), f"{what}, env {index}, {aid}: info keys"
-            for key, value in info.items():
-                _assert_bitwise(mine[aid][key], value, f"{what}, env {index}, {aid}: {key}")
 
 
 def _actions(rng: np.random.Generator, venv: Any, num_envs: int, kind: str) -> dict:
@@ -84,20 +61,20 @@ def _run_both(config: dict[str, Any], num_envs: int, kind: str = "discrete", see
             expected, expected_infos = reference.reset(indices, seeds)
             actual, actual_infos = fast.reset(indices, seeds)
             what = f"reset before step {step} of envs {indices} with seeds {seeds}"
-            _assert_obs(actual, expected, what)
-            _assert_infos(actual_infos, expected_infos, what)
+            assert_bitwise_obs(actual, expected, what)
+            assert_bitwise_infos(actual_infos, expected_infos, what)
             assert GLOBAL_STATE_KEY in expected_infos[0][fast.possible_agents[0]]
         if step == SHORT_RUN:
             break
         actions = _actions(rng, fast, num_envs, kind)
         expected_step, actual_step = reference.step(actions), fast.step(actions)
         what = f"step {step}"
-        _assert_obs(actual_step.obs, expected_step.obs, what)
+        assert_bitwise_obs(actual_step.obs, expected_step.obs, what)
         for aid, rewards in expected_step.rewards.items():  # The reference's are views.
-            _assert_bitwise(actual_step.rewards[aid], rewards.copy(), f"{what} {aid} reward")
-        _assert_bitwise(actual_step.terminated, expected_step.terminated, f"{what} terminated")
-        _assert_bitwise(actual_step.truncated, expected_step.truncated, f"{what} truncated")
-        _assert_infos(actual_step.infos, expected_step.infos, what)
+            assert_bitwise(actual_step.rewards[aid], rewards.copy(), f"{what} {aid} reward")
+        assert_bitwise(actual_step.terminated, expected_step.terminated, f"{what} terminated")
+        assert_bitwise(actual_step.truncated, expected_step.truncated, f"{what} truncated")
+        assert_bitwise_infos(actual_step.infos, expected_step.infos, what)
         assert {AGENT_REWARD_KEY, ENV_TERMINATED_KEY} <= set(expected_step.infos[0]["agent_0"])
         counts["truncated"] += int(expected_step.truncated.sum())
         indices = [int(i) for i in np.flatnonzero(expected_step.truncated)]
@@ -145,40 +122,16 @@ def test_matches_reference_over_default_episodes():
     rng = np.random.default_rng(5)
     seeds = list(range(16))
     for episode in range(4):
-        _assert_obs(fast.reset(range(16), seeds)[0], reference.reset(range(16), seeds)[0], "reset")
+        assert_bitwise_obs(
+            fast.reset(range(16), seeds)[0], reference.reset(range(16), seeds)[0], "reset"
+        )
         seeds = [None] * 16 if episode % 2 == 0 else [100 * episode + i for i in range(16)]
         for step in range(25):
             actions = _actions(rng, fast, 16, "discrete")
             mine, theirs = fast.step(actions), reference.step(actions)
-            _assert_obs(mine.obs, theirs.obs, f"episode {episode} step {step}")
-            _assert_infos(mine.infos, theirs.infos, f"episode {episode} step {step}")
+            assert_bitwise_obs(mine.obs, theirs.obs, f"episode {episode} step {step}")
+            assert_bitwise_infos(mine.infos, theirs.infos, f"episode {episode} step {step}")
             assert mine.truncated.tolist() == theirs.truncated.tolist() == [step == 24] * 16
-
-
-def _runner_episodes(env_config: dict[str, Any], fast: bool) -> tuple[str, list[tuple]]:
-    """One in-process TeamEnvRunner sample (exploring): the vector env's class and, per
-    episode chunk and agent, its observations, actions and rewards."""
-    from rllib_hatrpo import HATRPOConfig
-    from rllib_hatrpo.team_env_runner import TeamEnvRunner
-
-    config = (
-        HATRPOConfig()
-        .environment(MPEEnv, env_config={**env_config, "fast_vector": fast})
-        .env_runners(env_runner_cls=TeamEnvRunner, num_env_runners=0, num_envs_per_env_runner=3)
-        .debugging(seed=0)
-    )
-    config.validate()
-    runner = TeamEnvRunner(config=config)
-    episodes = runner.sample(num_timesteps=150)
-    kind = type(runner._team_env).__name__
-    runner.stop()
-    columns = []
-    for episode in episodes:
-        for aid, single in episode.agent_episodes.items():
-            data = single.get_observations(), single.get_actions(), single.get_rewards()
-            infos = [info[GLOBAL_STATE_KEY] for info in single.get_infos()]
-            columns.append((aid, *(np.asarray(x) for x in (*data, infos))))
-    return kind, columns
 
 
 def test_team_env_runner_samples_the_same_episodes():
@@ -186,8 +139,8 @@ def test_team_env_runner_samples_the_same_episodes():
     fast path and the reference give the same episodes, so the same actions were drawn."""
     pytest.importorskip("rllib_hatrpo.team_env_runner")
     env_config = {"max_cycles": 10}
-    fast_kind, fast = _runner_episodes(env_config, fast=True)
-    reference_kind, reference = _runner_episodes(env_config, fast=False)
+    fast_kind, fast = team_runner_columns(MPEEnv, {**env_config, "fast_vector": True})
+    reference_kind, reference = team_runner_columns(MPEEnv, {**env_config, "fast_vector": False})
     assert (fast_kind, reference_kind) == ("MPESpreadVectorEnv", "SyncTeamVectorEnv")
     assert len(fast) == len(reference) > 3 * 3 * 4  # Truncated episodes and new ones.
     names = ("obs", "actions", "rewards", "global_state")
