@@ -9,9 +9,10 @@ unpickled into the same list again: equal keys in the same order, values of the 
 and dtypes, each array its own copy.
 
 A key is packed when all its values (within one layout) are of one type among: Python
-``float``, ``bool`` and ``int`` (restored with ``ndarray.tolist``), numpy scalars of one dtype
-(restored by indexing the array) and numpy arrays of one shape and dtype (restored as copies
-of the stacked rows). Any other key keeps its values as a plain list.
+``float``, ``bool`` and ``int`` (restored with ``ndarray.tolist``), numeric or boolean numpy
+scalars of one dtype (restored by indexing the array) and numpy arrays of one shape and
+non-object dtype (restored as copies of the stacked rows). Any other key keeps its values as a
+plain list.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _pack_column(values: list) -> tuple[str, Any]:
         if first is int and not all(-(2**63) <= v < 2**63 for v in values):
             return "list", values
         return "tolist", np.array(values, dtype=_PYTHON_SCALARS[first])
-    if issubclass(first, np.generic) and first is not np.object_:
+    if issubclass(first, np.number | np.bool_):
         return "item", np.array(values, dtype=first)
     if first is np.ndarray:
         shape, dtype = values[0].shape, values[0].dtype

@@ -79,3 +79,14 @@ def test_columns_that_cannot_be_packed_are_kept_as_they_are():
     ]
     _assert_identical(list(pickle.loads(pickle.dumps(PackedInfos(infos)))), infos)
     assert pickle.loads(pickle.dumps(PackedInfos([]))) == []
+    # Numpy scalars that are not numbers keep their own list; numeric ones keep their dtype.
+    scalars = [
+        {
+            "s": np.str_("ab" * i),
+            "t": np.datetime64("2020-01-01"),
+            "f": np.float32(i),
+            "b": np.bool_(i % 2),
+        }
+        for i in range(4)
+    ]
+    _assert_identical(list(pickle.loads(pickle.dumps(PackedInfos(scalars)))), scalars)
