@@ -202,8 +202,9 @@ def campaign_command(campaign: dict) -> tuple[str, str]:
     return command, f"{plan['env_steps']:,} env steps per run"
 
 
-def claims_text() -> str:
-    """The claims table, its commands, then the per-task MaMuJoCo table, as markdown."""
+def claims_text(figures: str) -> str:
+    """The claims table, its commands, then the per-task MaMuJoCo table and its figures, as
+    markdown; ``figures`` is the path of ``docs/data/compare/`` from the page it goes into."""
     compare = DATA / "compare"
     campaign_file = compare / CAMPAIGN_FILE
     campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
@@ -221,7 +222,17 @@ def claims_text() -> str:
     if not curves.empty:
         budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
         text += ["Per task (MaMuJoCo, finished runs only):", markdown(summarize(curves, budgets))]
+        text += [task_figures(task, figures) for task in curves["task"].unique()]
     return "\n\n".join(text)
+
+
+def task_figures(task: str, figures: str) -> str:
+    """The task's learning curves (seed bands) inline, its KL and allocation plots as links."""
+    links = [f"[Σ KL per iteration]({figures}/kl_total_{task}.png)"]
+    for path in sorted((DATA / "compare").glob(f"allocation_{task}_*.png")):
+        method = path.stem.removeprefix(f"allocation_{task}_")
+        links.append(f"[allocation, {method}]({figures}/{path.name})")
+    return f"![{task}]({figures}/curves_{task}.png)\n\n{task}: " + ", ".join(links)
 
 
 def write_block(page: Path, text: str) -> None:
@@ -236,8 +247,8 @@ def write_block(page: Path, text: str) -> None:
 
 def main() -> None:
     """Writes ``docs/data/claims.md`` and the claims block of ``docs/results.md``."""
-    text = claims_text()
-    (DATA / "claims.md").write_text(text + "\n")
+    (DATA / "claims.md").write_text(claims_text("compare") + "\n")
+    text = claims_text("data/compare")
     write_block(RESULTS_PAGE, text)
     print(text)
 
