@@ -10,7 +10,7 @@ columns and the env's actions, as plain functions for :class:`rllib_hatrpo.TeamE
   ``TorchDiagGaussian`` the same torch operations in the same order, without building
   the distribution objects at every step.
 
-Both give RLlib's results bit for bit (``tests/unit/test_env_action_fn.py``,
+All three give RLlib's results bit for bit (``tests/unit/test_env_action_fn.py``,
 ``tests/component/test_team_env_runner.py``).
 """
 

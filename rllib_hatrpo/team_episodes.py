@@ -260,7 +260,8 @@ def _list_column(rows: np.ndarray, last: Any = None, scalars: bool = False) -> l
 
 def _array_column(rows: np.ndarray, last: Any = None, scalars: bool = False) -> np.ndarray:
     """The same column as ``episode.to_numpy()`` stacks it from those lists: one new array
-    (``np.stack`` of the rows and ``last``: the same dtype promotion)."""
+    (``np.stack`` of the rows and ``last``: the same dtype promotion; ``scalars`` changes
+    nothing, the rewards' float64 array is what their Python floats stack into)."""
     if last is None:
         return rows.copy()
     return np.concatenate([rows, np.asarray(last)[None]])
