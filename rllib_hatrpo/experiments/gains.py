@@ -46,7 +46,10 @@ def relative_gain(baseline: np.ndarray, method: np.ndarray) -> float:
 
 
 def variance_ratio(first: np.ndarray, second: np.ndarray) -> float:
-    """var(second) / var(first) over seeds (population variances); NaN if var(first) is 0."""
+    """var(second) / var(first) over seeds (population variances); NaN if either has fewer
+    than two seeds (no variance to measure) or var(first) is 0."""
+    if len(first) < 2 or len(second) < 2:
+        return math.nan
     denominator = float(np.var(first))
     if denominator == 0.0:
         return math.nan
