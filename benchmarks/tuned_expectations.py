@@ -17,8 +17,8 @@ Per task and method this script takes, from ``docs/data/compare/<task>/<method>_
 - each seed's final team return at the tuned budget (the mean of the last 10 % of the
   iterations up to and including the first one that reaches ``TASK.env_steps``);
 - the threshold :func:`rllib_hatrpo.experiments.tuned.expected_threshold` makes of them and of
-  a uniformly random policy's team return (measured here: ``--random-episodes`` episodes,
-  seeded), so that every measured seed meets it with a margin;
+  a uniformly random policy's team return (measured here: whole seeded episodes, at least
+  ``--random-steps`` env steps), so that every measured seed meets it with a margin;
 - the same seeds' final return at the campaign's budget, for reference.
 
 The table goes to ``docs/data/tuned_expectations.md``. ``--check`` compares each tuned
@@ -60,25 +60,28 @@ def prefix(run: pd.DataFrame, env_steps: int) -> pd.DataFrame:
     return run.iloc[: reached[0] + 1]
 
 
-def random_policy_return(task: Any, episodes: int, seed: int = 0) -> float:
-    """Mean team return of ``episodes`` episodes of uniformly random actions on ``task``'s env.
+def random_policy_return(task: Any, env_steps: int, min_episodes: int = 20, seed: int = 0) -> float:
+    """Mean team return of uniformly random actions on ``task``'s env.
 
-    Every agent of the package's envs gets the team reward, so the team return is one agent's
-    return (:class:`rllib_hatrpo.callbacks.TeamReturnCallback`).
+    Whole episodes (seeded ``seed``, ``seed + 1``, ...) until at least ``env_steps`` env steps
+    and ``min_episodes`` episodes: 20 HalfCheetah episodes, hundreds of the short ones of a
+    falling Walker2d. Every agent of the package's envs gets the team reward, so the team
+    return is one agent's return (:class:`rllib_hatrpo.callbacks.TeamReturnCallback`).
     """
     env = task.env_class()(dict(task.env_config))
     spaces = {agent: env.get_action_space(agent) for agent in env.possible_agents}
     for offset, space in enumerate(spaces.values()):
         space.seed(seed + offset)
-    returns = []
-    for episode in range(episodes):
-        env.reset(seed=seed + episode)
+    returns, steps = [], 0
+    while steps < env_steps or len(returns) < min_episodes:
+        env.reset(seed=seed + len(returns))
         team_return, done = 0.0, False
         while not done:
             _, rewards, terminateds, truncateds, _ = env.step(
                 {agent: space.sample() for agent, space in spaces.items()}
             )
             team_return += float(next(iter(rewards.values()), 0.0))
+            steps += 1
             done = terminateds.get("__all__", False) or truncateds.get("__all__", False)
         returns.append(team_return)
     env.close()
@@ -153,7 +156,9 @@ def disagreements(tasks: dict[str, Any], rows: list[dict[str, Any]], min_seeds: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA / "compare", help="campaign data")
-    parser.add_argument("--random-episodes", type=int, default=20)
+    parser.add_argument(
+        "--random-steps", type=int, default=20_000, help="env steps of the random policy"
+    )
     parser.add_argument("--min-seeds", type=int, default=5, help="seeds --check requires")
     parser.add_argument("--check", action="store_true", help="exit 1 on a disagreement")
     args = parser.parse_args(argv)
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = collect_curves(args.data, names)
     rows = []
     for name in names:
-        random_return = random_policy_return(tasks[name], args.random_episodes)
+        random_return = random_policy_return(tasks[name], args.random_steps)
         rows += measure(tasks[name], curves[curves["task"] == name], random_return)
     text = (
         "Tuned examples' expected returns, from the campaign's runs up to each tuned "

@@ -67,3 +67,40 @@ def test_measure_reports_each_method_at_the_tuned_budget(tmp_path):
     assert expectations.disagreements({"t": other}, [row], min_seeds=2) == [
         ("t", "uniform", 1.0, 1.5)
     ]
+
+
+def test_random_policy_return_plays_whole_episodes_of_the_team_reward():
+    import gymnasium as gym
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    class Countdown(MultiAgentEnv):
+        """Three steps an episode; the team reward is the action of agent "a"."""
+
+        def __init__(self, config):
+            super().__init__()
+            self.possible_agents = self.agents = ["a", "b"]
+            self.observation_spaces = {i: gym.spaces.Box(0, 1, (1,)) for i in self.agents}
+            self.action_spaces = {i: gym.spaces.Discrete(2) for i in self.agents}
+            self.t = 0
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return {i: [0.0] for i in self.agents}, {}
+
+        def step(self, actions):
+            self.t += 1
+            reward = float(actions["a"])
+            done = {"__all__": self.t == 3}
+            obs = {i: [0.0] for i in self.agents}
+            return obs, {i: reward for i in self.agents}, done, {"__all__": False}, {}
+
+    class Task:
+        env_config = ()  # dict(()) == {}
+
+        @staticmethod
+        def env_class():
+            return Countdown
+
+    value = expectations.random_policy_return(Task, env_steps=3000)
+    assert value == pytest.approx(1.5, abs=0.1)  # 1,000 episodes of 3 fair coin flips
+    assert expectations.random_policy_return(Task, env_steps=0, min_episodes=1) in (0, 1, 2, 3)
