@@ -23,15 +23,34 @@ from rllib_hatrpo.experiments.tune import METHOD, SEED, read_trials
 from rllib_hatrpo.experiments.tuned import PPO
 from rllib_hatrpo.metrics import KL_TOTAL, TOTAL_KL_BUDGET
 
-#: Methods that are an allocator with options: method -> (kl_allocator, kl_allocator_config).
-VARIANTS = {"kkt_carry": ("kkt", {"carry_over": True})}
+
+def carry_over(config: Any) -> Any:
+    """kkt with ``carry_over=True``: unused budget goes on to the agents still to move."""
+    return config.training(kl_allocator_config={**config.kl_allocator_config, "carry_over": True})
+
+
+def team_runner(config: Any) -> Any:
+    """Sampling with ``TeamEnvRunner``, which keeps the env's terminated/truncated flags.
+
+    RLlib's ``MultiAgentEpisode`` marks an episode that every agent ends by truncation as
+    terminated too, so RLlib's PPO on its own ``MultiAgentEnvRunner`` treats a time-limit cut
+    as a terminal state (no V(s_T) bootstrap). On ``TeamEnvRunner``'s episodes its GAE
+    bootstraps there; everything else of the batch is the same.
+    """
+    from rllib_hatrpo.team_env_runner import TeamEnvRunner
+
+    return config.env_runners(env_runner_cls=TeamEnvRunner)
+
+
+#: Methods that are another method with settings changed: method -> (base method, change).
+VARIANTS = {"kkt_carry": ("kkt", carry_over), "ppo_bootstrap": (PPO, team_runner)}
 
 
 def _methods() -> tuple[str, ...]:
     methods = []
-    for name in ALLOCATOR_NAMES:
-        methods += [name, *(v for v, (allocator, _) in VARIANTS.items() if allocator == name)]
-    return (*methods, PPO)
+    for name in (*ALLOCATOR_NAMES, PPO):
+        methods += [name, *(v for v, (base, _) in VARIANTS.items() if base == name)]
+    return tuple(methods)
 
 
 #: Every method, each variant after its allocator (the order of tables and plot colours).
@@ -45,6 +64,7 @@ LABELS = {
     "kkt_carry": "HATRPO-W + carry-over (kkt_carry)",
     "greedy": "HATRPO-G (greedy)",
     PPO: "RLlib PPO",
+    "ppo_bootstrap": "RLlib PPO, time limits bootstrapped (ppo_bootstrap)",
 }
 #: The file recording each task's methods, seeds and budget (in the output and data folders).
 CAMPAIGN_FILE = "campaign.json"

@@ -5,8 +5,9 @@ How to run (from the repository root; seconds, no training)::
     python benchmarks/claims.py
 
 Reads ``docs/data/compare/`` (``benchmarks/compare.py``'s raw results: MaMuJoCo, every
-finished run), ``docs/data/differential_game/summary.csv`` (``benchmarks/differential_game.py``)
-and ``docs/data/matrix_games/summary.csv`` (``benchmarks/toy_games.py``). Writes
+finished run; the finished runs of the controls in :data:`CONTROLS` join its per-task table),
+``docs/data/differential_game/summary.csv`` (``benchmarks/differential_game.py``) and
+``docs/data/matrix_games/summary.csv`` (``benchmarks/toy_games.py``). Writes
 ``docs/data/claims.md`` and puts the same text between the ``claims`` markers of
 ``docs/results.md``. Rerun it whenever raw results are added: every number it prints comes
 from those files.
@@ -58,6 +59,9 @@ MATRIX_GAMES = (
     "uniform kkt greedy waterfill --iterations 30 --batch-size 200 --out docs/data/matrix_games"
 )
 NO_RUNS = "no finished runs yet"
+#: Raw-results folders of controls run as campaigns of their own (``compare.py --data``):
+#: their finished runs join the per-task table.
+CONTROLS = ("compare_ppo_bootstrap",)
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
 
@@ -202,13 +206,51 @@ def campaign_command(campaign: dict) -> tuple[str, str]:
     return command, f"{plan['env_steps']:,} env steps per run"
 
 
+def read_campaign(data: Path) -> dict:
+    """The plan (task -> methods, seeds, env_steps) recorded in a raw-results folder."""
+    path = data / CAMPAIGN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def control_curves(campaign: dict) -> list[pd.DataFrame]:
+    """The finished runs of each :data:`CONTROLS` folder, for the tasks of ``campaign``.
+
+    Raises:
+        SystemExit: A control trained a task to another budget than the campaign.
+    """
+    frames = []
+    for name in CONTROLS:
+        control = read_campaign(DATA / name)
+        for task, plan in control.items():
+            budget = campaign.get(task, {}).get("env_steps")
+            if budget is not None and plan["env_steps"] != budget:
+                raise SystemExit(
+                    f"docs/data/{name}: {task} trained to {plan['env_steps']:,} env steps, the "
+                    f"campaign to {budget:,}; rerun it with --env-steps {budget}"
+                )
+        frames.append(collect_curves(DATA / name, [t for t in control if t in campaign]))
+    return frames
+
+
+def control_commands() -> list[str]:
+    """The compare.py command of each control that has a recorded plan."""
+    lines = []
+    for name in CONTROLS:
+        control = read_campaign(DATA / name)
+        if control:
+            command, _ = campaign_command(control)
+            lines.append(f"{command} --out results/{name} --data docs/data/{name}")
+    return lines
+
+
 def claims_text(figures: str) -> str:
     """The claims table, its commands, then the per-task MaMuJoCo table and its figures, as
     markdown; ``figures`` is the path of ``docs/data/compare/`` from the page it goes into."""
-    compare = DATA / "compare"
-    campaign_file = compare / CAMPAIGN_FILE
-    campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
-    curves = collect_curves(compare, list(campaign))
+    campaign = read_campaign(DATA / "compare")
+    curves = pd.concat(
+        [collect_curves(DATA / "compare", list(campaign)), *control_curves(campaign)],
+        ignore_index=True,
+    )
     command, budget = campaign_command(campaign)
     header = ("claim of the paper", "paper", "measured here", "budget", "command")
     text = [
@@ -216,7 +258,8 @@ def claims_text(figures: str) -> str:
         "Commands (from the repository root; each resumes where it stopped, and "
         "`python benchmarks/claims.py` redraws this table from the raw results):\n\n"
         f"- A: `{command}`\n"
-        f"- B: {DIFFERENTIAL_GAME}\n"
+        + "".join(f"- A, control: `{line}`\n" for line in control_commands())
+        + f"- B: {DIFFERENTIAL_GAME}\n"
         f"- C: `{MATRIX_GAMES}`",
     ]
     if not curves.empty:
@@ -229,6 +272,9 @@ def claims_text(figures: str) -> str:
 def task_figures(task: str, figures: str) -> str:
     """The task's learning curves (seed bands) inline, its KL and allocation plots as links."""
     links = [f"[Σ KL per iteration]({figures}/kl_total_{task}.png)"]
+    for name in CONTROLS:
+        if (DATA / name / f"curves_{task}.png").is_file():
+            links.append(f"[curves, {name}]({figures}/../{name}/curves_{task}.png)")
     for path in sorted((DATA / "compare").glob(f"allocation_{task}_*.png")):
         method = path.stem.removeprefix(f"allocation_{task}_")
         links.append(f"[allocation, {method}]({figures}/{path.name})")

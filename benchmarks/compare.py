@@ -12,6 +12,9 @@ From the repository root::
     python benchmarks/compare.py --tasks halfcheetah_2x3 walker2d_2x3 ant_4x2 \
         halfcheetah_6x1 --methods uniform kkt kkt_carry greedy ppo --seeds 0 1 2 3 4 \
         --env-steps 2000000                                    # docs/results.md's campaign
+    python benchmarks/compare.py --tasks halfcheetah_2x3 walker2d_2x3 ant_4x2 \
+        halfcheetah_6x1 --methods ppo_bootstrap --seeds 0 1 2 3 4 --env-steps 2000000 \
+        --out results/compare_ppo_bootstrap --data docs/data/compare_ppo_bootstrap
 
 Each task is a tuned example (``tuned_examples/*/<task>.py``, its ``TASK``): every method
 trains that task's env, env config, sampler settings (``num_envs_per_env_runner`` envs in the
@@ -25,6 +28,13 @@ the budget an agent did not use to the agents after it, so it spends more KL per
 than uniform or kkt. ``kkt_carry`` (kkt with ``carry_over=True``, not in the default
 ``--methods``) hands unused budget on as well; comparing greedy with it tells a gain of
 greedy's choices apart from a gain of its bigger steps. The table reports each method's spend.
+
+RLlib's PPO and time limits: RLlib's ``MultiAgentEpisode`` marks an episode that every agent
+ends by truncation as terminated as well, so PPO on RLlib's ``MultiAgentEnvRunner`` (``ppo``,
+PPO as RLlib users run it) treats each time-limit cut as a terminal state and gets no V(s_T)
+bootstrap there; HATRPO's learner reads the env's own flag. ``ppo_bootstrap`` (not in the
+default ``--methods``) is the same PPO sampled by ``TeamEnvRunner``, which keeps the env's
+flags, so its GAE bootstraps at the cuts; the rest of its train batch is the same.
 
 Resuming: trials checkpoint every ``--checkpoint-every`` iterations; rerunning the same command
 restores the task's Tune experiment and continues unfinished or errored trials from their last
@@ -169,11 +179,10 @@ def unfinished(results: Any, env_steps: int) -> int:
 def trial_config(task: Any, params: dict[str, Any]) -> Any:
     """The trial's config: ``task.build_trial_config`` with a ``VARIANTS`` method resolved."""
     params = dict(params)
-    allocator, options = VARIANTS.get(params.get(METHOD, ALLOCATOR_NAMES[0]), (None, None))
-    if allocator is None:
+    base, change = VARIANTS.get(params.get(METHOD, ALLOCATOR_NAMES[0]), (None, None))
+    if base is None:
         return task.build_trial_config(params)
-    config = task.build_trial_config({**params, METHOD: allocator})
-    return config.training(kl_allocator_config={**config.kl_allocator_config, **options})
+    return change(task.build_trial_config({**params, METHOD: base}))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

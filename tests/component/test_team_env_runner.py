@@ -287,3 +287,54 @@ def test_metrics_equal_rllib_runners():
         "team_episode_return_mean",
     ):
         assert float(metrics[1][key]) == pytest.approx(float(metrics[0][key])), key
+
+
+def test_rllibs_ppo_bootstraps_time_limit_cuts_only_on_the_team_runner():
+    """RLlib's PPO on RLlib's runner treats a time-limit cut as terminal (its episode marks it
+    terminated); on this runner's episodes its GAE bootstraps with V(s_T). All else is equal."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from rllib_hatrpo import agent_to_module
+
+    gamma = 0.9
+
+    def ppo(runner_cls):
+        config = (
+            PPOConfig()
+            .environment(MaMuJoCoEnv, env_config={"max_episode_steps": 30})
+            .env_runners(num_env_runners=0, env_runner_cls=runner_cls, explore=False)
+            .training(train_batch_size_per_learner=100, minibatch_size=50, gamma=gamma)
+            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[16], head_fcnet_hiddens=[]))
+            .multi_agent(policies=["agent_0", "agent_1"], policy_mapping_fn=agent_to_module)
+            .debugging(seed=0)
+        )
+        config.validate()
+        return config
+
+    reference = MultiAgentEnvRunner(config=ppo(MultiAgentEnvRunner))
+    learner = ppo(MultiAgentEnvRunner).build_learner(spaces=reference.get_spaces())
+    runner = ExactTeamEnvRunner(config=ppo(ExactTeamEnvRunner))
+    runner.module.set_state(reference.module.get_state())
+    shipped = connector_batch(learner, _sample_twice(reference, False))
+    batch = connector_batch(learner, _sample_twice(runner, False))
+    for module_id, columns in shipped.items():
+        got = {column: _numpy(values) for column, values in batch[module_id].items()}
+        want = {column: _numpy(values) for column, values in columns.items()}
+        for column in (Columns.OBS, Columns.ACTIONS, Columns.ACTION_LOGP, Columns.REWARDS):
+            np.testing.assert_array_equal(got[column], want[column], strict=True)
+        np.testing.assert_array_equal(got[Columns.LOSS_MASK], want[Columns.LOSS_MASK])
+        # The last step of each episode that its time limit cut: RLlib's runner calls it terminal.
+        cuts = np.flatnonzero(want[Columns.TERMINATEDS] & ~got[Columns.TERMINATEDS])
+        assert len(cuts) == 4, module_id  # four 30-step episodes end in the 140 steps
+        assert not got[Columns.TERMINATEDS].any()
+        obs = batch[module_id][Columns.OBS]
+        with torch.no_grad():
+            values = learner.module[module_id].compute_values({Columns.OBS: obs}).numpy()
+        rewards, targets = want[Columns.REWARDS][cuts], "value_targets"
+        np.testing.assert_allclose(want[targets][cuts], rewards, rtol=1e-6)  # V(s_T) = 0
+        bootstrapped = rewards + gamma * values[cuts + 1]  # the row after: s_T
+        np.testing.assert_allclose(got[targets][cuts], bootstrapped, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got[targets][cuts], want[targets][cuts])
+        tail = slice(cuts[-1] + 1, None)  # the unfinished chunk: bootstrapped by both
+        np.testing.assert_allclose(got[targets][tail], want[targets][tail], rtol=1e-6)

@@ -77,3 +77,24 @@ def test_campaign_command_and_the_marked_block(tmp_path):
     page.write_text("no markers")
     with pytest.raises(SystemExit, match="add the lines"):
         claims.write_block(page, "new")
+
+
+def test_a_controls_runs_join_the_tasks_of_the_campaign_at_its_budget(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(claims, "DATA", tmp_path)
+    control = tmp_path / claims.CONTROLS[0]
+    (control / "a").mkdir(parents=True)
+    _curves({("a", "ppo_bootstrap", 0): [1.0, 2.0]}).drop(columns="task").to_csv(
+        control / "a" / "ppo_bootstrap_seed0.csv", index=False
+    )
+    plan = {"methods": ["ppo_bootstrap"], "seeds": [0], "env_steps": 2000}
+    (control / "campaign.json").write_text(json.dumps({"a": plan}))
+    (frame,) = claims.control_curves({"a": {"env_steps": 2000}})
+    assert set(frame["task"]) == {"a"} and list(frame["team_return"]) == [1.0, 2.0]
+    assert claims.control_commands()[0].endswith(
+        f"--out results/{claims.CONTROLS[0]} --data docs/data/{claims.CONTROLS[0]}"
+    )
+    assert claims.control_curves({"b": {"env_steps": 2000}})[0].empty  # not a campaign task
+    with pytest.raises(SystemExit, match="a trained to 2,000 env steps, the campaign to 4,000"):
+        claims.control_curves({"a": {"env_steps": 4000}})

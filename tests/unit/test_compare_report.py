@@ -207,3 +207,20 @@ def test_allocation_plots_of_each_hatrpo_method_lowest_seed(tmp_path):
         "allocation_t_uniform_seed0.png",
     ]  # PPO: no KL budget, no plot
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_ppo_bootstrap_is_rllibs_ppo_sampled_by_the_team_runner():
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    from rllib_hatrpo.team_env_runner import TeamEnvRunner
+
+    task = compare.load_tasks()["halfcheetah_2x3"]
+    control = compare.trial_config(task, {"method": "ppo_bootstrap", "seed": 1})
+    shipped = compare.trial_config(task, {"method": "ppo", "seed": 1})
+    assert control.env_runner_cls is TeamEnvRunner
+    assert shipped.env_runner_cls in (None, MultiAgentEnvRunner)
+    assert type(control).__name__ == type(shipped).__name__ == "PPOConfig"
+    assert control.seed == shipped.seed == 1
+    assert "ppo_bootstrap" not in compare.parse_args([]).methods
+    methods = report.METHODS
+    assert methods.index("ppo_bootstrap") == methods.index("ppo") + 1
