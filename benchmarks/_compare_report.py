@@ -214,8 +214,8 @@ def markdown(summary: pd.DataFrame) -> str:
     rows = []
     for row in summary.itertuples():
         steps = "—" if math.isnan(row.steps_to_99pct) else f"{row.steps_to_99pct:,.0f}"
-        uniform = row.method == ALLOCATOR_NAMES[0]
-        gain = "—" if uniform else f"{100 * row.gain_vs_uniform:+.1f} %"
+        no_gain = row.method == ALLOCATOR_NAMES[0] or math.isnan(row.gain_vs_uniform)
+        gain = "—" if no_gain else f"{100 * row.gain_vs_uniform:+.1f} %"
         rows.append(
             (
                 row.task,
@@ -229,10 +229,10 @@ def markdown(summary: pd.DataFrame) -> str:
                 _spend_cell(row),
             )
         )
-    gains = summary[summary[METHOD] != ALLOCATOR_NAMES[0]].groupby(METHOD, sort=False)
+    paired = summary[(summary[METHOD] != ALLOCATOR_NAMES[0]) & summary["gain_vs_uniform"].notna()]
     mean_gains = [
         (label(method), f"{100 * runs['gain_vs_uniform'].mean():+.1f} %", len(runs))
-        for method, runs in gains
+        for method, runs in paired.groupby(METHOD, sort=False)
     ]
     return "\n\n".join(
         (

@@ -61,6 +61,14 @@ def test_summary_gain_variance_and_steps_to_99_percent():
     assert "+18.0 %" in table and "-41.0 ± 1.0" in table
 
 
+def test_a_table_without_uniform_shows_no_gain():
+    curves = _curves({("ppo_bootstrap", 0): [-100, -60, -50]})
+    table = report.markdown(report.summarize(curves, {"t": 3000}))
+    assert "nan" not in table
+    assert table.splitlines()[2].split("|")[7].strip() == "—"
+    assert table.endswith("|---|---|---|")  # no mean gain without a uniform run
+
+
 def test_mean_curve_only_counts_steps_every_seed_reached():
     curves = _curves({("uniform", 0): [1, 2, 3], ("uniform", 1): [3, 4]})
     assert report.mean_curve(curves).to_dict() == {1000: 2.0, 2000: 3.0}
