@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import sys
 from pathlib import Path
 
@@ -274,7 +275,8 @@ def task_figures(task: str, figures: str) -> str:
     links = [f"[Σ KL per iteration]({figures}/kl_total_{task}.png)"]
     for name in CONTROLS:
         if (DATA / name / f"curves_{task}.png").is_file():
-            links.append(f"[curves, {name}]({figures}/../{name}/curves_{task}.png)")
+            folder = posixpath.normpath(f"{figures}/../{name}")
+            links.append(f"[curves, {name}]({folder}/curves_{task}.png)")
     for path in sorted((DATA / "compare").glob(f"allocation_{task}_*.png")):
         method = path.stem.removeprefix(f"allocation_{task}_")
         links.append(f"[allocation, {method}]({figures}/{path.name})")
