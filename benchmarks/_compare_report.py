@@ -42,8 +42,22 @@ def team_runner(config: Any) -> Any:
     return config.env_runners(env_runner_cls=TeamEnvRunner)
 
 
+def team_runner_unclipped_value_loss(config: Any) -> Any:
+    """:func:`team_runner` and ``vf_clip_param=inf``.
+
+    RLlib's PPO clamps each row's squared value error at ``vf_clip_param`` (default 10), so
+    rows whose value is more than √10 off its target give the critic no gradient; MaMuJoCo's
+    returns are in the hundreds. Without the clamp the critic learns from every row.
+    """
+    return team_runner(config).training(vf_clip_param=math.inf)
+
+
 #: Methods that are another method with settings changed: method -> (base method, change).
-VARIANTS = {"kkt_carry": ("kkt", carry_over), "ppo_bootstrap": (PPO, team_runner)}
+VARIANTS = {
+    "kkt_carry": ("kkt", carry_over),
+    "ppo_bootstrap": (PPO, team_runner),
+    "ppo_bootstrap_noclip": (PPO, team_runner_unclipped_value_loss),
+}
 
 
 def _methods() -> tuple[str, ...]:
@@ -65,6 +79,7 @@ LABELS = {
     "greedy": "HATRPO-G (greedy)",
     PPO: "RLlib PPO",
     "ppo_bootstrap": "RLlib PPO, time limits bootstrapped (ppo_bootstrap)",
+    "ppo_bootstrap_noclip": "RLlib PPO, bootstrapped, value loss unclipped (ppo_bootstrap_noclip)",
 }
 #: The file recording each task's methods, seeds and budget (in the output and data folders).
 CAMPAIGN_FILE = "campaign.json"

@@ -229,6 +229,9 @@ def test_ppo_bootstrap_is_rllibs_ppo_sampled_by_the_team_runner():
     assert shipped.env_runner_cls in (None, MultiAgentEnvRunner)
     assert type(control).__name__ == type(shipped).__name__ == "PPOConfig"
     assert control.seed == shipped.seed == 1
-    assert "ppo_bootstrap" not in compare.parse_args([]).methods
+    assert control.vf_clip_param == shipped.vf_clip_param == 10.0  # RLlib's default
+    noclip = compare.trial_config(task, {"method": "ppo_bootstrap_noclip", "seed": 1})
+    assert noclip.env_runner_cls is TeamEnvRunner and noclip.vf_clip_param == math.inf
+    assert not {"ppo_bootstrap", "ppo_bootstrap_noclip"} & set(compare.parse_args([]).methods)
     methods = report.METHODS
     assert methods.index("ppo_bootstrap") == methods.index("ppo") + 1
