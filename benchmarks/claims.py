@@ -62,7 +62,7 @@ MATRIX_GAMES = (
 NO_RUNS = "no finished runs yet"
 #: Raw-results folders of controls run as campaigns of their own (``compare.py --data``):
 #: their finished runs join the per-task table.
-CONTROLS = ("compare_ppo_bootstrap",)
+CONTROLS = ("compare_ppo_bootstrap", "compare_ppo_noclip")
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
 

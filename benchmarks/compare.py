@@ -12,9 +12,12 @@ From the repository root::
     python benchmarks/compare.py --tasks halfcheetah_2x3 walker2d_2x3 ant_4x2 \
         halfcheetah_6x1 --methods uniform kkt kkt_carry greedy ppo --seeds 0 1 2 3 4 \
         --env-steps 2000000                                    # docs/results.md's campaign
+    python benchmarks/compare.py --tasks halfcheetah_2x3 --methods ppo_bootstrap \
+        --seeds 0 1 2 3 4 --env-steps 2000000 --out results/compare_ppo_bootstrap \
+        --data docs/data/compare_ppo_bootstrap                 # its PPO controls
     python benchmarks/compare.py --tasks halfcheetah_2x3 walker2d_2x3 ant_4x2 \
-        halfcheetah_6x1 --methods ppo_bootstrap --seeds 0 1 2 3 4 --env-steps 2000000 \
-        --out results/compare_ppo_bootstrap --data docs/data/compare_ppo_bootstrap
+        halfcheetah_6x1 --methods ppo_bootstrap_noclip --seeds 0 1 2 3 4 \
+        --env-steps 2000000 --out results/compare_ppo_noclip --data docs/data/compare_ppo_noclip
 
 Each task is a tuned example (``tuned_examples/*/<task>.py``, its ``TASK``): every method
 trains that task's env, env config, sampler settings (``num_envs_per_env_runner`` envs in the
@@ -35,6 +38,9 @@ PPO as RLlib users run it) treats each time-limit cut as a terminal state and ge
 bootstrap there; HATRPO's learner reads the env's own flag. ``ppo_bootstrap`` (not in the
 default ``--methods``) is the same PPO sampled by ``TeamEnvRunner``, which keeps the env's
 flags, so its GAE bootstraps at the cuts; the rest of its train batch is the same.
+``ppo_bootstrap_noclip`` also sets ``vf_clip_param=inf``: RLlib's PPO clamps each row's
+squared value error at ``vf_clip_param`` (default 10), and MaMuJoCo's returns are in the
+hundreds.
 
 Resuming: trials checkpoint every ``--checkpoint-every`` iterations; rerunning the same command
 restores the task's Tune experiment and continues unfinished or errored trials from their last
