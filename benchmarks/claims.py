@@ -60,6 +60,8 @@ MATRIX_GAMES = (
     "uniform kkt greedy waterfill --iterations 30 --batch-size 200 --out docs/data/matrix_games"
 )
 NO_RUNS = "no finished runs yet"
+#: Raw-results folder of the longer runs (HalfCheetah 2x3 at 10M env steps): command D.
+LONG = "compare_10m"
 #: Raw-results folders of controls run as campaigns of their own (``compare.py --data``):
 #: their finished runs join the per-task table.
 CONTROLS = ("compare_ppo_bootstrap", "compare_ppo_noclip")
@@ -125,8 +127,8 @@ def _gain_cell(groups: dict, statistic, offset: float = 0.0) -> str:
     )
 
 
-def mamujoco_rows(curves: pd.DataFrame, budget: str) -> list[tuple]:
-    """The claims measured on the MaMuJoCo campaign (command A)."""
+def mamujoco_rows(curves: pd.DataFrame, budget: str, command: str = "A") -> list[tuple]:
+    """The claims measured on a MaMuJoCo campaign (command A, or D at 10M env steps)."""
     table = finals(curves) if not curves.empty else {}
     rows = [
         ("W's final-return gain over HATRPO", "+22.5 %", paired(table, HATRPO, W), relative_gain),
@@ -151,7 +153,7 @@ def mamujoco_rows(curves: pd.DataFrame, budget: str) -> list[tuple]:
             ratio, n = per_task_ratio(curves, method, measure) if not curves.empty else (0, 0)
             ours = f"{ratio:.2f}× HATRPO's {unit} ({n} task(s))" if n else NO_RUNS
             cells.append((claim, paper, ours))
-    return [(claim, paper, ours, budget, "A") for claim, paper, ours in cells]
+    return [(claim, paper, ours, budget, command) for claim, paper, ours in cells]
 
 
 def toy_rows() -> list[tuple]:
@@ -253,15 +255,20 @@ def claims_text(figures: str) -> str:
         ignore_index=True,
     )
     command, budget = campaign_command(campaign)
+    rows = mamujoco_rows(curves, budget)
+    commands = [f"- A: `{command}`", *(f"- A, control: `{c}`" for c in control_commands())]
+    commands += [f"- B: {DIFFERENTIAL_GAME}", f"- C: `{MATRIX_GAMES}`"]
+    long = read_campaign(DATA / LONG)
+    if long:  # the longer runs, once their campaign has started
+        long_command, long_budget = campaign_command(long)
+        rows += mamujoco_rows(collect_curves(DATA / LONG, list(long)), long_budget, "D")
+        commands.append(f"- D: `{long_command} --out results/{LONG} --data docs/data/{LONG}`")
     header = ("claim of the paper", "paper", "measured here", "budget", "command")
     text = [
-        markdown_table(header, mamujoco_rows(curves, budget) + toy_rows()),
+        markdown_table(header, rows + toy_rows()),
         "Commands (from the repository root; each resumes where it stopped, and "
         "`python benchmarks/claims.py` redraws this table from the raw results):\n\n"
-        f"- A: `{command}`\n"
-        + "".join(f"- A, control: `{line}`\n" for line in control_commands())
-        + f"- B: {DIFFERENTIAL_GAME}\n"
-        f"- C: `{MATRIX_GAMES}`",
+        + "\n".join(commands),
     ]
     if not curves.empty:
         budgets = {task: plan["env_steps"] for task, plan in campaign.items()}

@@ -90,7 +90,8 @@ def test_a_controls_runs_join_the_tasks_of_the_campaign_at_its_budget(tmp_path, 
     )
     plan = {"methods": ["ppo_bootstrap"], "seeds": [0], "env_steps": 2000}
     (control / "campaign.json").write_text(json.dumps({"a": plan}))
-    (frame,) = claims.control_curves({"a": {"env_steps": 2000}})
+    frame, *others = claims.control_curves({"a": {"env_steps": 2000}})
+    assert all(other.empty for other in others)  # the controls without a campaign yet
     assert set(frame["task"]) == {"a"} and list(frame["team_return"]) == [1.0, 2.0]
     assert claims.control_commands()[0].endswith(
         f"--out results/{claims.CONTROLS[0]} --data docs/data/{claims.CONTROLS[0]}"
@@ -98,3 +99,23 @@ def test_a_controls_runs_join_the_tasks_of_the_campaign_at_its_budget(tmp_path, 
     assert claims.control_curves({"b": {"env_steps": 2000}})[0].empty  # not a campaign task
     with pytest.raises(SystemExit, match="a trained to 2,000 env steps, the campaign to 4,000"):
         claims.control_curves({"a": {"env_steps": 4000}})
+
+
+def test_the_longer_campaign_adds_its_own_rows_and_command(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(claims, "DATA", tmp_path)
+    monkeypatch.setattr(claims, "toy_rows", lambda: [])
+    for folder, budget, returns in (("compare", 2000, [1.0, 2.0]), (claims.LONG, 3000, [4.0] * 3)):
+        (tmp_path / folder / "a").mkdir(parents=True)
+        for method, offset in (("uniform", 0.0), ("kkt", 1.0)):
+            run = _curves({("a", method, 0): [r + offset for r in returns]})
+            run.drop(columns="task").to_csv(tmp_path / folder / "a" / f"{method}_seed0.csv")
+        plan = {"methods": ["uniform", "kkt"], "seeds": [0], "env_steps": budget}
+        (tmp_path / folder / "campaign.json").write_text(json.dumps({"a": plan}))
+    text = claims.claims_text("compare")
+    gains = [line for line in text.splitlines() if line.startswith("| W's final-return gain")]
+    assert len(gains) == 2
+    assert "+50.0 %" in gains[0] and "2,000 env steps per run | A |" in gains[0]
+    assert "+25.0 %" in gains[1] and "3,000 env steps per run | D |" in gains[1]
+    assert f"--out results/{claims.LONG} --data docs/data/{claims.LONG}`" in text
