@@ -47,13 +47,14 @@ def relative_gain(baseline: np.ndarray, method: np.ndarray) -> float:
 
 def variance_ratio(first: np.ndarray, second: np.ndarray) -> float:
     """var(second) / var(first) over seeds (population variances); NaN if either has fewer
-    than two seeds (no variance to measure) or var(first) is 0."""
-    if len(first) < 2 or len(second) < 2:
+    than two seeds (no variance to measure) or all of ``first``'s seeds are equal.
+
+    Equal seeds are told apart by their values, not by var(first) == 0: the variance of
+    equal floats can round to about 1e-25 instead of 0, and a ratio over it is noise.
+    """
+    if len(first) < 2 or len(second) < 2 or np.ptp(first) == 0.0:
         return math.nan
-    denominator = float(np.var(first))
-    if denominator == 0.0:
-        return math.nan
-    return float(np.var(second)) / denominator
+    return float(np.var(second)) / float(np.var(first))
 
 
 def mean_over_tasks(statistic: TaskStatistic, groups: Mapping[str, Sequence[np.ndarray]]) -> float:

@@ -28,6 +28,10 @@ def test_variance_ratio_and_the_mean_over_tasks():
     assert math.isnan(variance_ratio(np.array([2.0, 2.0]), np.array([0.0, 4.0])))
     # One seed has no variance: not a ratio of 0 (a finished seed of G against two of W).
     assert math.isnan(variance_ratio(np.array([1.0, 3.0]), np.array([5.0])))
+    # Equal seeds whose variance rounds to about 1e-25, not to 0 (a bootstrap resample).
+    equal = np.full(3, 5662.409750000001)
+    assert np.var(equal) > 0.0
+    assert math.isnan(variance_ratio(equal, np.array([0.0, 4.0, 8.0])))
     groups = {"a": ([100.0], [110.0]), "b": ([-10.0], [-12.0])}
     assert mean_over_tasks(relative_gain, groups) == pytest.approx((0.1 - 0.2) / 2)
 
