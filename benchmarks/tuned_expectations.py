@@ -16,7 +16,7 @@ Per task and method this script takes, from ``docs/data/compare/<task>/<method>_
 
 - each seed's final team return at the tuned budget (the mean of the last 10 % of the
   iterations up to and including the first one that reaches ``TASK.env_steps``);
-- the threshold :func:`rllib_hatrpo.experiments.tuned.expected_threshold` makes of them and of
+- the threshold :func:`rllib_hatrpo.experiments.summaries.expected_threshold` makes of them and of
   a uniformly random policy's team return (measured here: whole seeded episodes, at least
   ``--random-steps`` env steps), so that every measured seed meets it with a margin;
 - the same seeds' final return at the campaign's budget, for reference.
@@ -41,9 +41,9 @@ from _compare_report import collect_curves
 from compare import ROOT, load_tasks
 
 from rllib_hatrpo.experiments.records import ENV_STEPS
-from rllib_hatrpo.experiments.summaries import final_return, markdown_table
+from rllib_hatrpo.experiments.summaries import expected_threshold, final_return, markdown_table
 from rllib_hatrpo.experiments.tune import METHOD, SEED
-from rllib_hatrpo.experiments.tuned import METHODS, expected_threshold
+from rllib_hatrpo.experiments.tuned import METHODS
 
 DATA = ROOT / "docs" / "data"
 

@@ -59,29 +59,6 @@ COMMON_TRAINING: Mapping[str, Any] = {
 PPO_TRAINING: Mapping[str, Any] = {"lr": 3e-4, "num_epochs": 5, "minibatch_size": 500}
 
 
-#: Share of the distance to a random policy's return that a threshold leaves as margin.
-THRESHOLD_MARGIN = 0.25
-
-
-def expected_threshold(
-    finals: Sequence[float], random_return: float, margin: float = THRESHOLD_MARGIN
-) -> float:
-    """The ``expected`` return of a method measured at ``finals`` (one final return a seed).
-
-    threshold = min_s (R_s − margin · |R_s − R_random|), rounded down to 0.1: every measured
-    seed meets it, with a margin of a quarter of its distance from a random policy.
-
-    Args:
-        finals: The measured seeds' final team returns.
-        random_return: A uniformly random policy's team return on the task.
-        margin: The share of |R_s − R_random| left as margin.
-    """
-    if not len(finals):
-        raise ValueError("finals is empty: measure at least one seed")
-    lowest = min(value - margin * abs(value - random_return) for value in finals)
-    return math.floor(round(lowest * 10, 6)) / 10
-
-
 @dataclasses.dataclass(frozen=True)
 class TunedTask:
     """One environment with its tuned HATRPO settings and the results they reach.

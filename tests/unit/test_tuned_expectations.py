@@ -1,5 +1,5 @@
 """The tuned examples' threshold rule and its measurement from campaign runs
-(rllib_hatrpo.experiments.tuned.expected_threshold, benchmarks/tuned_expectations.py)."""
+(rllib_hatrpo.experiments.summaries.expected_threshold, benchmarks/tuned_expectations.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rllib_hatrpo.experiments.tuned import expected_threshold
+from rllib_hatrpo.experiments.summaries import expected_threshold
 
 _BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(_BENCHMARKS))
