@@ -21,6 +21,8 @@ team return over its last 10 % of iterations):
   methods have a finished run count;
 - variance of G against W: mean over tasks of var_G / var_W − 1 (seed variances of the final
   return), same interval;
+- the same gains and variance ratio on each task alone, each with its interval, in a table of
+  their own below the per-task summary;
 - steps to 99 % of the best: per task, the first env-step count at which a method's
   seed-mean curve reaches 99 % of that curve's own maximum (R_max − 0.01·|R_max|); the
   method's count over uniform's, mean over tasks;
@@ -67,6 +69,22 @@ LONG = "compare_10m"
 CONTROLS = ("compare_ppo_bootstrap", "compare_ppo_noclip")
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
+#: The claims measured on final returns: (claim, the paper's figure, first method, second
+#: method, statistic of the two methods' seed finals).
+COMPARISONS = (
+    ("W's final-return gain over HATRPO", "+22.5 %", HATRPO, W, relative_gain),
+    ("G's final-return gain over HATRPO", "+25.2 %", HATRPO, G, relative_gain),
+    (
+        "(control) G's gain over W with carry-over, which spends as much KL",
+        "—",
+        "kkt_carry",
+        G,
+        relative_gain,
+    ),
+    ("G's seed variance over W's", "about +39 %", W, G, variance_ratio),
+)
+#: Column names of the per-task table of :data:`COMPARISONS`.
+PER_TASK_HEADER = ("task", "W vs HATRPO", "G vs HATRPO", "G vs W + carry-over", "var G / var W − 1")
 
 
 def finals(curves: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
@@ -115,35 +133,44 @@ def _percent(value: float) -> str:
     return "—" if math.isnan(value) else f"{100 * value:+.1f} %"
 
 
-def _gain_cell(groups: dict, statistic, offset: float = 0.0) -> str:
+def _interval(groups: dict, statistic) -> str:
+    """The statistic over ``groups`` with its 95 % bootstrap interval; a variance ratio as the
+    change from 1 (var_G / var_W − 1)."""
+    offset = float(statistic is variance_ratio)
+    interval = bootstrap_over_tasks(statistic, groups)
+    point, low, high = (v - offset for v in (interval.point, interval.low, interval.high))
+    return f"{_percent(point)} (95 % CI {_percent(low)} to {_percent(high)}"
+
+
+def _gain_cell(groups: dict, statistic) -> str:
     if not groups:
         return NO_RUNS
-    interval = bootstrap_over_tasks(statistic, groups)
     seeds = ", ".join(f"{t} {len(a)}/{len(b)}" for t, (a, b) in groups.items())
-    point, low, high = (v - offset for v in (interval.point, interval.low, interval.high))
-    return (
-        f"{_percent(point)} (95 % CI {_percent(low)} to {_percent(high)}; "
-        f"{len(groups)} task(s), seeds {seeds})"
-    )
+    return f"{_interval(groups, statistic)}; {len(groups)} task(s), seeds {seeds})"
+
+
+def per_task_rows(table: dict[str, dict[str, np.ndarray]]) -> list[tuple]:
+    """One row per task: every comparison of :data:`COMPARISONS` on that task alone, with the
+    two methods' seed counts; "—" where one of them has no finished run."""
+    rows = []
+    for task, methods in table.items():
+        cells = []
+        for _, _, first, second, statistic in COMPARISONS:
+            if first not in methods or second not in methods:
+                cells.append("—")
+                continue
+            a, b = methods[first], methods[second]
+            cells.append(f"{_interval({task: (a, b)}, statistic)}; {len(a)}/{len(b)})")
+        rows.append((task, *cells))
+    return rows
 
 
 def mamujoco_rows(curves: pd.DataFrame, budget: str, command: str = "A") -> list[tuple]:
     """The claims measured on a MaMuJoCo campaign (command A, or D at 10M env steps)."""
     table = finals(curves) if not curves.empty else {}
-    rows = [
-        ("W's final-return gain over HATRPO", "+22.5 %", paired(table, HATRPO, W), relative_gain),
-        ("G's final-return gain over HATRPO", "+25.2 %", paired(table, HATRPO, G), relative_gain),
-        (
-            "(control) G's gain over W with carry-over, which spends as much KL",
-            "—",
-            paired(table, "kkt_carry", G),
-            relative_gain,
-        ),
-        ("G's seed variance over W's", "about +39 %", paired(table, W, G), variance_ratio),
-    ]
     cells = [
-        (claim, paper, _gain_cell(groups, stat, offset=float(stat is variance_ratio)))
-        for claim, paper, groups, stat in rows
+        (claim, paper, _gain_cell(paired(table, first, second), statistic))
+        for claim, paper, first, second, statistic in COMPARISONS
     ]
     for method, name in ((W, "W"), (G, "G")):
         for claim, paper, measure, unit in (
@@ -273,6 +300,11 @@ def claims_text(figures: str) -> str:
     if not curves.empty:
         budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
         text += ["Per task (MaMuJoCo, finished runs only):", markdown(summarize(curves, budgets))]
+        text += [
+            "The claims on each task alone (the same measures, each with its 95 % bootstrap "
+            "interval over that task's seeds, and the two methods' seed counts):",
+            markdown_table(PER_TASK_HEADER, per_task_rows(finals(curves))),
+        ]
         text += [task_figures(task, figures) for task in curves["task"].unique()]
     return "\n\n".join(text)
 

@@ -61,6 +61,29 @@ def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_both():
     assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
 
 
+def test_per_task_rows_give_each_tasks_own_interval_and_a_dash_without_both_methods():
+    curves = _curves(
+        {
+            ("a", "uniform", 0): [100.0] * 10,
+            ("a", "uniform", 1): [100.0] * 10,
+            ("a", "kkt", 0): [120.0] * 10,
+            ("a", "kkt", 1): [120.0] * 10,
+            ("b", "uniform", 0): [-50.0] * 10,
+            ("b", "kkt", 0): [-45.0] * 10,
+            ("b", "greedy", 0): [-40.0] * 10,
+        }
+    )
+    rows = {row[0]: row[1:] for row in claims.per_task_rows(claims.finals(curves))}
+    assert len(rows["a"]) == len(claims.PER_TASK_HEADER) - 1
+    # Task a alone: +20 %, not the +15 % mean with b; equal finals, so the interval is the point.
+    assert rows["a"][0] == "+20.0 % (95 % CI +20.0 % to +20.0 %; 2/2)"
+    assert rows["a"][1:] == ("—", "—", "—")  # no greedy or kkt_carry run on a
+    assert rows["b"][:2] == (
+        "+10.0 % (95 % CI +10.0 % to +10.0 %; 1/1)",
+        "+20.0 % (95 % CI +20.0 % to +20.0 %; 1/1)",
+    )
+
+
 def test_campaign_command_and_the_marked_block(tmp_path):
     plan = {"env_steps": 2000, "methods": ["uniform", "kkt"], "seeds": [0, 1]}
     command, budget = claims.campaign_command({"a": plan, "b": plan})
