@@ -18,7 +18,7 @@ team return over its last 10 % of iterations):
 - gain: mean over tasks of (R_method − R_uniform) / |R_uniform| of the seed-mean final
   returns, with a 95 % percentile bootstrap interval over seeds
   (``rllib_hatrpo.experiments.gains``; 10,000 resamples, seed 0); only tasks where both
-  methods have a finished run count;
+  methods have at least two finished seeds count;
 - variance of G against W: mean over tasks of var_G / var_W − 1 (seed variances of the final
   return), same interval;
 - the same gains and variance ratio on each task alone, each with its interval, in a table of
@@ -61,12 +61,14 @@ MATRIX_GAMES = (
     "python benchmarks/toy_games.py --games climbing penalty penalty_mild --allocators "
     "uniform kkt greedy waterfill --iterations 30 --batch-size 200 --out docs/data/matrix_games"
 )
-NO_RUNS = "no finished runs yet"
+NO_RUNS = "no task with two finished seeds of both methods yet"
 #: Raw-results folder of the longer runs (HalfCheetah 2x3 at 10M env steps): command D.
 LONG = "compare_10m"
 #: Raw-results folders of controls run as campaigns of their own (``compare.py --data``):
 #: their finished runs join the per-task table.
 CONTROLS = ("compare_ppo_bootstrap", "compare_ppo_noclip")
+#: Finished seeds each method needs on a task before the task counts in a claim over tasks.
+MIN_SEEDS = 2
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
 #: The claims measured on final returns: (claim, the paper's figure, first method, second
@@ -97,11 +99,13 @@ def finals(curves: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
 
 
 def paired(table: dict[str, dict[str, np.ndarray]], first: str, second: str) -> dict:
-    """Task -> (first's finals, second's finals), for the tasks where both have runs."""
+    """Task -> (first's finals, second's finals), for the tasks where both methods have at
+    least :data:`MIN_SEEDS` finished seeds (with one, a task would enter the bootstrap with
+    no spread and narrow the interval it does not inform)."""
     return {
         task: (methods[first], methods[second])
         for task, methods in table.items()
-        if first in methods and second in methods
+        if min(len(methods.get(first, ())), len(methods.get(second, ()))) >= MIN_SEEDS
     }
 
 
@@ -115,11 +119,12 @@ def steps_to_99(runs: pd.DataFrame) -> float:
 
 
 def per_task_ratio(curves: pd.DataFrame, method: str, measure) -> tuple[float, int]:
-    """Mean over tasks of measure(method's runs) / measure(uniform's runs); the task count."""
+    """Mean over tasks of measure(method's runs) / measure(uniform's runs); the task count
+    (tasks where both have :data:`MIN_SEEDS` finished seeds)."""
     ratios = []
     for _, task_runs in curves.groupby("task"):
         mine, base = (task_runs[task_runs[METHOD] == m] for m in (method, HATRPO))
-        if not mine.empty and not base.empty:
+        if min(mine[SEED].nunique(), base[SEED].nunique()) >= MIN_SEEDS:
             ratios.append(measure(mine) / measure(base))
     return (float(np.mean(ratios)) if ratios else math.nan), len(ratios)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -37,20 +38,23 @@ def test_steps_to_99_percent_of_the_curves_own_best():
     assert claims.steps_to_99(runs) == 2000
 
 
-def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_both():
+def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of_both():
+    a = (("uniform", 100.0), ("kkt", 120.0), ("greedy", 90.0))
+    b = (("uniform", -50.0), ("kkt", -45.0))
     curves = _curves(
         {
-            ("a", "uniform", 0): [100.0] * 10,
-            ("a", "kkt", 0): [120.0] * 10,
-            ("a", "greedy", 0): [90.0] * 10,
-            ("b", "uniform", 0): [-50.0] * 10,
-            ("b", "kkt", 0): [-45.0] * 10,  # b: no greedy run yet
+            **{("a", method, seed): [r] * 10 for method, r in a for seed in (0, 1)},
+            **{("b", method, seed): [r] * 10 for method, r in b for seed in (0, 1)},
+            ("b", "greedy", 0): [-40.0] * 10,  # b: one greedy seed, too few to count
+            ("c", "uniform", 0): [10.0] * 10,  # c: one seed of each
+            ("c", "kkt", 0): [20.0] * 10,
         }
     )
     table = claims.finals(curves)
     assert sorted(claims.paired(table, "uniform", "greedy")) == ["a"]
+    assert sorted(claims.paired(table, "uniform", "kkt")) == ["a", "b"]
     rows = {row[0]: row for row in claims.mamujoco_rows(curves, "1,000 env steps per run")}
-    # W: mean of +20 % (a) and +10 % (b); one seed each, so the interval is the point.
+    # W: mean of +20 % (a) and +10 % (b), not c's +100 %; equal seeds: the interval is the point.
     assert rows["W's final-return gain over HATRPO"][2].startswith("+15.0 % (95 % CI +15.0 %")
     assert "2 task(s)" in rows["W's final-return gain over HATRPO"][2]
     assert rows["G's final-return gain over HATRPO"][2].startswith("-10.0 %")
@@ -131,10 +135,10 @@ def test_the_longer_campaign_adds_its_own_rows_and_command(tmp_path, monkeypatch
     monkeypatch.setattr(claims, "toy_rows", lambda: [])
     for folder, budget, returns in (("compare", 2000, [1.0, 2.0]), (claims.LONG, 3000, [4.0] * 3)):
         (tmp_path / folder / "a").mkdir(parents=True)
-        for method, offset in (("uniform", 0.0), ("kkt", 1.0)):
-            run = _curves({("a", method, 0): [r + offset for r in returns]})
-            run.drop(columns="task").to_csv(tmp_path / folder / "a" / f"{method}_seed0.csv")
-        plan = {"methods": ["uniform", "kkt"], "seeds": [0], "env_steps": budget}
+        for (method, offset), seed in itertools.product((("uniform", 0.0), ("kkt", 1.0)), (0, 1)):
+            run = _curves({("a", method, seed): [r + offset for r in returns]})
+            run.drop(columns="task").to_csv(tmp_path / folder / "a" / f"{method}_seed{seed}.csv")
+        plan = {"methods": ["uniform", "kkt"], "seeds": [0, 1], "env_steps": budget}
         (tmp_path / folder / "campaign.json").write_text(json.dumps({"a": plan}))
     text = claims.claims_text("compare")
     gains = [line for line in text.splitlines() if line.startswith("| W's final-return gain")]
