@@ -102,6 +102,16 @@ def run_path(data: Path, task: str, method: str, seed: int) -> Path:
     return data / task / f"{method}_seed{seed}.csv"
 
 
+def recorded_runs(data: Path, task: str, env_steps: int) -> set[tuple[str, int]]:
+    """The (method, seed) runs of ``task`` whose raw rows in ``data`` reach ``env_steps``."""
+    runs = set()
+    for path in (data / task).glob("*_seed*.csv"):
+        rows = pd.read_csv(path, usecols=[METHOD, SEED, ENV_STEPS])
+        if not rows.empty and rows[ENV_STEPS].max() >= env_steps:
+            runs.add((str(rows[METHOD].iloc[0]), int(rows[SEED].iloc[0])))
+    return runs
+
+
 def export_finished(tune_dir: Path, data: Path, campaign: dict[str, Any]) -> list[Path]:
     """Copies every trial that reached its task's budget to ``run_path``; returns the paths.
 

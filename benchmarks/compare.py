@@ -44,8 +44,11 @@ hundreds.
 
 Resuming: trials checkpoint every ``--checkpoint-every`` iterations; rerunning the same command
 restores the task's Tune experiment and continues unfinished or errored trials from their last
-checkpoints (finished ones are kept). ``campaign.json`` records each task's methods, seeds and
-budget, and a rerun with different ones stops with an error rather than mixing campaigns.
+checkpoints (finished ones are kept). A run whose raw rows in ``--data`` reach the budget is
+not trained again: a checkout with the committed raw results but without Tune's folders
+starts a new experiment of the remaining runs only, seed by seed. ``campaign.json`` records
+each task's methods, seeds and budget, and a rerun with different ones stops with an error
+rather than mixing campaigns.
 
 Outputs: Tune's folders in ``--out`` (default ``results/compare/``): ``tune/<task>/``, and
 ``campaign.json``. Raw results in ``--data`` (default ``docs/data/compare/``, the copies to
@@ -82,7 +85,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _compare_report import CAMPAIGN_FILE, DEFAULT_METHODS, METHODS, VARIANTS, report
+from _compare_report import (
+    CAMPAIGN_FILE,
+    DEFAULT_METHODS,
+    METHODS,
+    VARIANTS,
+    recorded_runs,
+    report,
+)
 
 from rllib_hatrpo.core.allocation import ALLOCATOR_NAMES
 from rllib_hatrpo.experiments.records import ENV_STEPS, TEAM_RETURN
@@ -132,30 +142,40 @@ def task_plan(task: Any, args: argparse.Namespace) -> dict[str, Any]:
 def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
+    from ray.tune.search import BasicVariantGenerator
 
-    from rllib_hatrpo.experiments.tune import make_trainable, restore_or_create_tuner
+    from rllib_hatrpo.experiments.tune import (
+        experiment_exists,
+        make_trainable,
+        restore_or_create_tuner,
+    )
 
     plan = task_plan(task, args)
     env_steps = plan["env_steps"]
     check_campaign(args.out, task.name, plan)
+    runs = runs_to_train(plan, recorded_runs(args.data, task.name, env_steps))
+    storage = str((args.out / "tune").absolute())
+    if not runs and not experiment_exists(storage, task.name):
+        print(f"{task.name}: every run is recorded in {args.data}", flush=True)
+        return
     trainable = make_trainable(
         functools.partial(trial_config, task),
         env_steps=env_steps,
         checkpoint_every=args.checkpoint_every,
     )
-    storage = str((args.out / "tune").absolute())
     tuner = restore_or_create_tuner(
         storage,
         task.name,
         trainable,
         max_failures=2,
         log=lambda line: print(line, flush=True),
-        param_space={
-            METHOD: tune.grid_search(list(args.methods)),
-            SEED: tune.grid_search(list(args.seeds)),
-        },
+        param_space={METHOD: tune.choice(plan["methods"]), SEED: tune.choice(plan["seeds"])},
         tune_config=tune.TuneConfig(
-            metric=TEAM_RETURN, mode="max", max_concurrent_trials=args.max_concurrent_trials
+            metric=TEAM_RETURN,
+            mode="max",
+            max_concurrent_trials=args.max_concurrent_trials,
+            num_samples=len(runs),
+            search_alg=BasicVariantGenerator(points_to_evaluate=runs),
         ),
     )
     results = tuner.fit()
@@ -167,6 +187,20 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
             f"{task.name}: {short} trial(s) stopped short of {env_steps:,} env steps (the "
             "experiment was interrupted); rerun the same command to continue it."
         )
+
+
+def runs_to_train(plan: dict[str, Any], recorded: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The plan's (method, seed) runs not in ``recorded``, as Tune parameters, seed by seed.
+
+    Seed-major order starts every method's seed k before any seed k + 1, so paired seeds
+    come first when a campaign stops part-way.
+    """
+    return [
+        {METHOD: method, SEED: seed}
+        for seed in plan["seeds"]
+        for method in plan["methods"]
+        if (method, seed) not in recorded
+    ]
 
 
 def unfinished(results: Any, env_steps: int) -> int:

@@ -201,6 +201,29 @@ def test_finished_trials_are_exported_and_the_table_is_made_from_the_copies(tmp_
     assert (data / "summary.csv").is_file() and (data / "curves_t.png").is_file()
 
 
+def test_a_rerun_without_tune_folders_trains_only_the_runs_not_recorded(tmp_path):
+    """The raw results are what a checkout keeps: recorded runs are not trained again."""
+    tune_dir, data = tmp_path / "tune", tmp_path / "data"
+    plan = {"env_steps": 2000, "methods": ["uniform", "kkt", "greedy"], "seeds": [0, 1]}
+    _tune_trial(tune_dir / "t" / "a", {"method": "kkt", "seed": 1}, [1, 2], [1000, 2000], [1, 2])
+    _tune_trial(tune_dir / "t" / "b", {"method": "uniform", "seed": 0}, [1], [1000], [1.0])
+    report.export_finished(tune_dir, data, {"t": plan})
+    (data / "t" / "uniform_seed0.csv").write_text(  # short of the budget: trained again
+        "method,seed,env_steps,team_return\nuniform,0,1000,1.0\n"
+    )
+    recorded = report.recorded_runs(data, "t", 2000)
+    assert recorded == {("kkt", 1)}
+    assert report.recorded_runs(data, "t", 3000) == set()
+    assert report.recorded_runs(data, "other", 2000) == set()
+    assert compare.runs_to_train(plan, recorded) == [
+        {"method": "uniform", "seed": 0},
+        {"method": "kkt", "seed": 0},
+        {"method": "greedy", "seed": 0},
+        {"method": "uniform", "seed": 1},
+        {"method": "greedy", "seed": 1},
+    ]
+
+
 def test_allocation_plots_of_each_hatrpo_method_lowest_seed(tmp_path):
     curves = _spend_curves()
     curves["task"] = "t"
