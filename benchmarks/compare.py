@@ -142,7 +142,6 @@ def task_plan(task: Any, args: argparse.Namespace) -> dict[str, Any]:
 def train_task(task: Any, args: argparse.Namespace) -> None:
     """Trains (or resumes) every (method, seed) trial of ``task`` in one Tune experiment."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
     from rllib_hatrpo.experiments.tune import (
         experiment_exists,
@@ -173,9 +172,8 @@ def train_task(task: Any, args: argparse.Namespace) -> None:
         tune_config=tune.TuneConfig(
             metric=TEAM_RETURN,
             mode="max",
-            max_concurrent_trials=args.max_concurrent_trials,
             num_samples=len(runs),
-            search_alg=BasicVariantGenerator(points_to_evaluate=runs),
+            search_alg=run_queue(runs, args.max_concurrent_trials),
         ),
     )
     results = tuner.fit()
@@ -201,6 +199,20 @@ def runs_to_train(plan: dict[str, Any], recorded: set[tuple[str, int]]) -> list[
         for method in plan["methods"]
         if (method, seed) not in recorded
     ]
+
+
+def run_queue(runs: list[dict[str, Any]], max_concurrent_trials: int) -> Any:
+    """Tune's search algorithm for ``runs``: started in their order, ``max_concurrent_trials``
+    at a time.
+
+    A trial is created only when a slot frees (``max_concurrent``), and the queue of runs not
+    yet created is saved in order with the experiment, so the order holds after a restore too.
+    (Tune starts trials that were created ahead in no set order, and ignores
+    ``TuneConfig.max_concurrent_trials`` beside a search algorithm of this kind.)
+    """
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(points_to_evaluate=runs, max_concurrent=max_concurrent_trials)
 
 
 def unfinished(results: Any, env_steps: int) -> int:
