@@ -26,8 +26,11 @@ team return over its last 10 % of iterations):
 - steps to 99 % of the best: per task, the first env-step count at which a method's
   seed-mean curve reaches 99 % of that curve's own maximum (R_max − 0.01·|R_max|); the
   method's count over uniform's, mean over tasks;
-- time per iteration: each run's median ``time_this_iter_s``; the seed mean over uniform's,
-  mean over tasks (runs shared the machine with other jobs: a rough figure).
+- time per iteration: from ``benchmarks/throughput.py``'s whole iterations measured side by
+  side, interleaved (``docs/data/throughput/throughput.csv``, its ``pipeline`` rows): per task
+  the method's median seconds over uniform's, mean over tasks. Not from the campaign's runs:
+  they trained over many hours, at different loads and on more than one machine (one about
+  3× slower than another), so their iteration times do not compare across runs.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import pandas as pd
 from _compare_report import CAMPAIGN_FILE, collect_curves, markdown, mean_curve, summarize
 
 from rllib_hatrpo.experiments.gains import bootstrap_over_tasks, relative_gain, variance_ratio
-from rllib_hatrpo.experiments.records import TIME_THIS_ITER_S
 from rllib_hatrpo.experiments.summaries import final_return, markdown_table
 from rllib_hatrpo.experiments.tune import METHOD, SEED
 
@@ -61,6 +63,13 @@ MATRIX_GAMES = (
     "python benchmarks/toy_games.py --games climbing penalty penalty_mild --allocators "
     "uniform kkt greedy waterfill --iterations 30 --batch-size 200 --out docs/data/matrix_games"
 )
+#: The side-by-side timings of whole iterations behind the time-per-iteration claims.
+THROUGHPUT = (
+    "python benchmarks/throughput.py --tasks 2x3 6x1 --methods uniform kkt greedy "
+    "uniform_rllib_runner ppo --iters 3 --batch 4000 --num-envs 16 --runners 1 2 "
+    "--sampler-tasks --fvp-subsample 5 --pipeline-runners 1"
+)
+SPEED_BUDGET = "4,000 env steps per iteration, median of 3 iterations per method, interleaved"
 NO_RUNS = "no task with two finished seeds of both methods yet"
 #: Raw-results folder of the longer runs (HalfCheetah 2x3 at 10M env steps): command D.
 LONG = "compare_10m"
@@ -129,11 +138,6 @@ def per_task_ratio(curves: pd.DataFrame, method: str, measure) -> tuple[float, i
     return (float(np.mean(ratios)) if ratios else math.nan), len(ratios)
 
 
-def median_iteration_time(runs: pd.DataFrame) -> float:
-    """The seed mean of each run's median seconds per iteration."""
-    return float(runs.groupby(SEED)[TIME_THIS_ITER_S].median().mean())
-
-
 def _percent(value: float) -> str:
     return "—" if math.isnan(value) else f"{100 * value:+.1f} %"
 
@@ -178,14 +182,28 @@ def mamujoco_rows(curves: pd.DataFrame, budget: str, command: str = "A") -> list
         for claim, paper, first, second, statistic in COMPARISONS
     ]
     for method, name in ((W, "W"), (G, "G")):
-        for claim, paper, measure, unit in (
-            (f"{name} reaches 99 % of its best sooner", "sooner", steps_to_99, "env steps"),
-            (f"{name}'s time per iteration", "similar", median_iteration_time, "seconds"),
-        ):
-            ratio, n = per_task_ratio(curves, method, measure) if not curves.empty else (0, 0)
-            ours = f"{ratio:.2f}× HATRPO's {unit} ({n} task(s))" if n else NO_RUNS
-            cells.append((claim, paper, ours))
+        ratio, n = per_task_ratio(curves, method, steps_to_99) if not curves.empty else (0, 0)
+        ours = f"{ratio:.2f}× HATRPO's env steps ({n} task(s))" if n else NO_RUNS
+        cells.append((f"{name} reaches 99 % of its best sooner", "sooner", ours))
     return [(claim, paper, ours, budget, command) for claim, paper, ours in cells]
+
+
+def speed_rows(path: Path | None = None) -> list[tuple]:
+    """W's and G's seconds per iteration over HATRPO's, timed side by side (command E).
+
+    Args:
+        path: ``throughput.py``'s raw rows (default ``docs/data/throughput/throughput.csv``).
+    """
+    rows = pd.read_csv(path or DATA / "throughput" / "throughput.csv")
+    seconds = rows[rows["phase"] == "pipeline"].groupby(["task", METHOD])["iter_s"].median()
+    tasks = seconds.index.get_level_values("task").unique()
+    out = []
+    for method, name in ((W, "W"), (G, "G")):
+        ratios = [seconds[task, method] / seconds[task, HATRPO] for task in tasks]
+        each = ", ".join(f"{task} {ratio:.2f}×" for task, ratio in zip(tasks, ratios, strict=True))
+        ours = f"{np.mean(ratios):.2f}× HATRPO's seconds (HalfCheetah {each})"
+        out.append((f"{name}'s time per iteration", "similar", ours, SPEED_BUDGET, "E"))
+    return out
 
 
 def toy_rows() -> list[tuple]:
@@ -289,7 +307,7 @@ def claims_text(figures: str) -> str:
     command, budget = campaign_command(campaign)
     rows = mamujoco_rows(curves, budget)
     commands = [f"- A: `{command}`", *(f"- A, control: `{c}`" for c in control_commands())]
-    commands += [f"- B: {DIFFERENTIAL_GAME}", f"- C: `{MATRIX_GAMES}`"]
+    commands += [f"- B: {DIFFERENTIAL_GAME}", f"- C: `{MATRIX_GAMES}`", f"- E: `{THROUGHPUT}`"]
     long = read_campaign(DATA / LONG)
     if long:  # the longer runs, once their campaign has started
         long_command, long_budget = campaign_command(long)
@@ -297,7 +315,7 @@ def claims_text(figures: str) -> str:
         commands.append(f"- D: `{long_command} --out results/{LONG} --data docs/data/{LONG}`")
     header = ("claim of the paper", "paper", "measured here", "budget", "command")
     text = [
-        markdown_table(header, rows + toy_rows()),
+        markdown_table(header, rows + speed_rows() + toy_rows()),
         "Commands (from the repository root; each resumes where it stopped, and "
         "`python benchmarks/claims.py` redraws this table from the raw results):\n\n"
         + "\n".join(commands),

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import claims
 
 
-def _curves(returns: dict[tuple[str, str, int], list[float]], seconds: float = 1.0):
+def _curves(returns: dict[tuple[str, str, int], list[float]]):
     rows = [
         {
             "task": task,
@@ -21,7 +21,6 @@ def _curves(returns: dict[tuple[str, str, int], list[float]], seconds: float = 1
             "seed": seed,
             "env_steps": 1000 * (i + 1),
             "team_return": r,
-            "time_this_iter_s": seconds * (2.0 if method == "greedy" else 1.0),
         }
         for (task, method, seed), values in returns.items()
         for i, r in enumerate(values)
@@ -61,7 +60,6 @@ def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of
     assert rows["(control) G's gain over W with carry-over, which spends as much KL"][2] == (
         claims.NO_RUNS
     )
-    assert rows["G's time per iteration"][2] == "2.00× HATRPO's seconds (1 task(s))"
     assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
 
 
@@ -133,6 +131,7 @@ def test_the_longer_campaign_adds_its_own_rows_and_command(tmp_path, monkeypatch
 
     monkeypatch.setattr(claims, "DATA", tmp_path)
     monkeypatch.setattr(claims, "toy_rows", lambda: [])
+    monkeypatch.setattr(claims, "speed_rows", lambda: [])
     for folder, budget, returns in (("compare", 2000, [1.0, 2.0]), (claims.LONG, 3000, [4.0] * 3)):
         (tmp_path / folder / "a").mkdir(parents=True)
         for (method, offset), seed in itertools.product((("uniform", 0.0), ("kkt", 1.0)), (0, 1)):
@@ -146,3 +145,25 @@ def test_the_longer_campaign_adds_its_own_rows_and_command(tmp_path, monkeypatch
     assert "+50.0 %" in gains[0] and "2,000 env steps per run | A |" in gains[0]
     assert "+25.0 %" in gains[1] and "3,000 env steps per run | D |" in gains[1]
     assert f"--out results/{claims.LONG} --data docs/data/{claims.LONG}`" in text
+
+
+def test_time_per_iteration_is_the_side_by_side_median_over_uniforms_mean_over_tasks(tmp_path):
+    times = {"2x3": (1.0, 1.2, 1.5), "6x1": (2.0, 3.0, 5.0)}  # uniform, kkt, greedy
+    rows = [
+        {"task": task, "method": method, "phase": phase, "iter_s": seconds}
+        for task, row in times.items()
+        for method, base in zip(("uniform", "kkt", "greedy"), row, strict=True)
+        for phase, seconds in (("pipeline", base), ("pipeline", 3 * base), ("raw_env", 9.0))
+    ]
+    rows.append({"task": "2x3", "method": "kkt", "phase": "pipeline", "iter_s": 0.1})
+    path = tmp_path / "throughput.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    w, g = claims.speed_rows(path)
+    # kkt on 2x3: the median of 0.1, 1.2, 3.6 over uniform's of 1, 3 is 1.2 / 2 = 0.6.
+    assert w[:3] == (
+        "W's time per iteration",
+        "similar",
+        "1.05× HATRPO's seconds (HalfCheetah 2x3 0.60×, 6x1 1.50×)",
+    )
+    assert g[2] == "2.00× HATRPO's seconds (HalfCheetah 2x3 1.50×, 6x1 2.50×)"
+    assert w[4] == g[4] == "E"
