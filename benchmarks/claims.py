@@ -17,8 +17,8 @@ team return over its last 10 % of iterations):
 
 - gain: mean over tasks of (R_method − R_uniform) / |R_uniform| of the seed-mean final
   returns, with a 95 % percentile bootstrap interval over seeds
-  (``rllib_hatrpo.experiments.gains``; 10,000 resamples, seed 0); only tasks where both
-  methods have at least two finished seeds count;
+  (``rllib_hatrpo.experiments.gains``; 10,000 resamples, seed 0), on the seeds both methods
+  have finished; only tasks where they have at least two such seeds count;
 - variance of G against W: mean over tasks of var_G / var_W − 1 (seed variances of the final
   return), same interval;
 - the same gains and variance ratio on each task alone, each with its interval, in a table of
@@ -70,13 +70,13 @@ THROUGHPUT = (
     "--sampler-tasks --fvp-subsample 5 --pipeline-runners 1"
 )
 SPEED_BUDGET = "4,000 env steps per iteration, median of 3 iterations per method, interleaved"
-NO_RUNS = "no task with two finished seeds of both methods yet"
+NO_RUNS = "no task where both methods have finished two common seeds yet"
 #: Raw-results folder of the longer runs (HalfCheetah 2x3 at 10M env steps): command D.
 LONG = "compare_10m"
 #: Raw-results folders of controls run as campaigns of their own (``compare.py --data``):
 #: their finished runs join the per-task table.
 CONTROLS = ("compare_ppo_bootstrap", "compare_ppo_noclip")
-#: Finished seeds each method needs on a task before the task counts in a claim over tasks.
+#: Common finished seeds two methods need on a task before it counts in a claim over tasks.
 MIN_SEEDS = 2
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
@@ -98,24 +98,40 @@ COMPARISONS = (
 PER_TASK_HEADER = ("task", "W vs HATRPO", "G vs HATRPO", "G vs W + carry-over", "var G / var W − 1")
 
 
-def finals(curves: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
-    """Task -> method -> the final return of each finished seed."""
-    out: dict[str, dict[str, np.ndarray]] = {}
+def finals(curves: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
+    """Task -> method -> the final return of each finished seed (indexed by seed)."""
+    out: dict[str, dict[str, pd.Series]] = {}
     for (task, method), runs in curves.groupby(["task", METHOD], sort=False):
-        values = [final_return(run) for _, run in runs.groupby(SEED)]
-        out.setdefault(task, {})[method] = np.array(values)
+        values = {int(seed): final_return(run) for seed, run in runs.groupby(SEED)}
+        out.setdefault(task, {})[method] = pd.Series(values, dtype=float)
     return out
 
 
-def paired(table: dict[str, dict[str, np.ndarray]], first: str, second: str) -> dict:
-    """Task -> (first's finals, second's finals), for the tasks where both methods have at
-    least :data:`MIN_SEEDS` finished seeds (with one, a task would enter the bootstrap with
-    no spread and narrow the interval it does not inform)."""
-    return {
-        task: (methods[first], methods[second])
-        for task, methods in table.items()
-        if min(len(methods.get(first, ())), len(methods.get(second, ()))) >= MIN_SEEDS
-    }
+def same_seeds(methods: dict[str, pd.Series], first: str, second: str) -> tuple | None:
+    """The two methods' finals on the seeds both have finished, as arrays (None if one
+    method has no run).
+
+    A campaign under way has finished different seeds of different methods, and seeds
+    matter: a run's seed fixes its initial networks and its envs' seeds, which every method
+    shares. Comparing on the common seeds keeps a seed that only one method has reached from
+    moving the comparison.
+    """
+    if first not in methods or second not in methods:
+        return None
+    seeds = methods[first].index.intersection(methods[second].index).sort_values()
+    return methods[first][seeds].to_numpy(), methods[second][seeds].to_numpy()
+
+
+def paired(table: dict[str, dict[str, pd.Series]], first: str, second: str) -> dict:
+    """Task -> (first's finals, second's finals) on their common seeds, for the tasks where
+    both methods have at least :data:`MIN_SEEDS` of them (with one, a task would enter the
+    bootstrap with no spread and narrow the interval it does not inform)."""
+    out = {}
+    for task, methods in table.items():
+        pair = same_seeds(methods, first, second)
+        if pair is not None and len(pair[0]) >= MIN_SEEDS:
+            out[task] = pair
+    return out
 
 
 def steps_to_99(runs: pd.DataFrame) -> float:
@@ -128,13 +144,16 @@ def steps_to_99(runs: pd.DataFrame) -> float:
 
 
 def per_task_ratio(curves: pd.DataFrame, method: str, measure) -> tuple[float, int]:
-    """Mean over tasks of measure(method's runs) / measure(uniform's runs); the task count
-    (tasks where both have :data:`MIN_SEEDS` finished seeds)."""
+    """Mean over tasks of measure(method's runs) / measure(uniform's runs) on their common
+    seeds; the task count (tasks where they have :data:`MIN_SEEDS` common seeds)."""
     ratios = []
     for _, task_runs in curves.groupby("task"):
         mine, base = (task_runs[task_runs[METHOD] == m] for m in (method, HATRPO))
-        if min(mine[SEED].nunique(), base[SEED].nunique()) >= MIN_SEEDS:
-            ratios.append(measure(mine) / measure(base))
+        seeds = set(mine[SEED]) & set(base[SEED])
+        if len(seeds) >= MIN_SEEDS:
+            ratios.append(
+                measure(mine[mine[SEED].isin(seeds)]) / measure(base[base[SEED].isin(seeds)])
+            )
     return (float(np.mean(ratios)) if ratios else math.nan), len(ratios)
 
 
@@ -154,22 +173,22 @@ def _interval(groups: dict, statistic) -> str:
 def _gain_cell(groups: dict, statistic) -> str:
     if not groups:
         return NO_RUNS
-    seeds = ", ".join(f"{t} {len(a)}/{len(b)}" for t, (a, b) in groups.items())
-    return f"{_interval(groups, statistic)}; {len(groups)} task(s), seeds {seeds})"
+    seeds = ", ".join(f"{t} {len(a)}" for t, (a, _) in groups.items())
+    return f"{_interval(groups, statistic)}; {len(groups)} task(s), common seeds {seeds})"
 
 
-def per_task_rows(table: dict[str, dict[str, np.ndarray]]) -> list[tuple]:
-    """One row per task: every comparison of :data:`COMPARISONS` on that task alone, with the
-    two methods' seed counts; "—" where one of them has no finished run."""
+def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
+    """One row per task: every comparison of :data:`COMPARISONS` on that task alone, on the
+    two methods' common seeds, with their count n; "—" where they have none."""
     rows = []
     for task, methods in table.items():
         cells = []
         for _, _, first, second, statistic in COMPARISONS:
-            if first not in methods or second not in methods:
+            pair = same_seeds(methods, first, second)
+            if pair is None or not len(pair[0]):
                 cells.append("—")
                 continue
-            a, b = methods[first], methods[second]
-            cells.append(f"{_interval({task: (a, b)}, statistic)}; {len(a)}/{len(b)})")
+            cells.append(f"{_interval({task: pair}, statistic)}; n = {len(pair[0])})")
         rows.append((task, *cells))
     return rows
 

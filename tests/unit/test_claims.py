@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import claims
 
+from rllib_hatrpo.experiments.tune import SEED
+
 
 def _curves(returns: dict[tuple[str, str, int], list[float]]):
     rows = [
@@ -63,6 +65,26 @@ def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of
     assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
 
 
+def test_a_seed_only_one_method_has_finished_does_not_move_the_comparison():
+    curves = _curves(
+        {
+            **{("a", "uniform", seed): [100.0 + seed] * 10 for seed in (0, 1)},
+            ("a", "uniform", 2): [10.0] * 10,  # kkt has not finished seed 2 yet
+            **{("a", "kkt", seed): [120.0 + seed] * 10 for seed in (0, 1, 3)},
+            ("b", "uniform", 0): [1.0] * 10,
+            ("b", "kkt", 1): [2.0] * 10,  # no common seed
+        }
+    )
+    table = claims.finals(curves)
+    uniform, kkt = claims.paired(table, "uniform", "kkt")["a"]
+    assert uniform.tolist() == [100.0, 101.0] and kkt.tolist() == [120.0, 121.0]
+    rows = {row[0]: row[1:] for row in claims.per_task_rows(table)}
+    assert rows["a"][0].startswith("+19.9 % (95 % CI") and rows["a"][0].endswith("; n = 2)")
+    assert rows["b"][0] == "—"
+    ratio, tasks = claims.per_task_ratio(curves, "kkt", lambda runs: runs[SEED].nunique())
+    assert (ratio, tasks) == (1.0, 1)  # seeds 0 and 1 of each on a; b has no common seed
+
+
 def test_per_task_rows_give_each_tasks_own_interval_and_a_dash_without_both_methods():
     curves = _curves(
         {
@@ -78,11 +100,11 @@ def test_per_task_rows_give_each_tasks_own_interval_and_a_dash_without_both_meth
     rows = {row[0]: row[1:] for row in claims.per_task_rows(claims.finals(curves))}
     assert len(rows["a"]) == len(claims.PER_TASK_HEADER) - 1
     # Task a alone: +20 %, not the +15 % mean with b; equal finals, so the interval is the point.
-    assert rows["a"][0] == "+20.0 % (95 % CI +20.0 % to +20.0 %; 2/2)"
+    assert rows["a"][0] == "+20.0 % (95 % CI +20.0 % to +20.0 %; n = 2)"
     assert rows["a"][1:] == ("—", "—", "—")  # no greedy or kkt_carry run on a
     assert rows["b"][:2] == (
-        "+10.0 % (95 % CI +10.0 % to +10.0 %; 1/1)",
-        "+20.0 % (95 % CI +20.0 % to +20.0 %; 1/1)",
+        "+10.0 % (95 % CI +10.0 % to +10.0 %; n = 1)",
+        "+20.0 % (95 % CI +20.0 % to +20.0 %; n = 1)",
     )
 
 
