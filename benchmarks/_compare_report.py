@@ -183,13 +183,13 @@ def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
     rows = []
     for task, task_runs in curves.groupby("task", sort=False):
         finals = {
-            method: np.array([final_return(run) for _, run in runs.groupby(SEED)])
+            method: pd.Series({seed: final_return(run) for seed, run in runs.groupby(SEED)})
             for method, runs in task_runs.groupby(METHOD)
         }
         means = {method: float(np.mean(values)) for method, values in finals.items()}
         best = max(means.values())
         target = best - 0.01 * abs(best)
-        uniform = means.get(ALLOCATOR_NAMES[0], math.nan)
+        uniform = finals.get(ALLOCATOR_NAMES[0], pd.Series(dtype=float))
         for method in [m for m in METHODS if m in finals]:
             runs = task_runs[task_runs[METHOD] == method]
             curve = mean_curve(runs)
@@ -206,13 +206,23 @@ def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
                     "final_std": float(np.std(finals[method])),
                     "seed_variance": float(np.var(finals[method])),
                     "steps_to_99pct": float(reached[0]) if len(reached) else math.nan,
-                    "gain_vs_uniform": (means[method] - uniform) / abs(uniform),
+                    "gain_vs_uniform": gain_on_common_seeds(finals[method], uniform),
                     "kl_total_mean": _nan_stat(np.mean, spends[:, 0]),
                     "kl_total_std": _nan_stat(np.std, spends[:, 0]),
                     "kl_spend_fraction": _nan_stat(np.mean, spends[:, 1]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def gain_on_common_seeds(finals: pd.Series, uniform: pd.Series) -> float:
+    """(R − R_uniform) / |R_uniform| of the seed-mean finals on the seeds both have finished
+    (indexed by seed); NaN without a common seed."""
+    seeds = finals.index.intersection(uniform.index)
+    if seeds.empty:
+        return math.nan
+    base = float(uniform[seeds].mean())
+    return (float(finals[seeds].mean()) - base) / abs(base)
 
 
 def _nan_stat(stat: Any, values: np.ndarray) -> float:

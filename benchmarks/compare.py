@@ -69,7 +69,7 @@ Table columns, per task and method (n seeds):
 - steps to 99 %: the first env-step count at which the method's seed-mean curve reaches
   99 % of the best method's final mean (R* − 0.01·|R*|); "—" if never;
 - gain vs uniform: (R_method − R_uniform) / |R_uniform| of the seed means, as the joint-budget
-  paper computes it; its mean over tasks is the last table;
+  paper computes it, on the seeds both have finished; its mean over tasks is the last table;
 - seed variance: the variance over seeds of the final return;
 - Σ KL / iteration: ``kl_total`` (Σ_i achieved KL_i) averaged over each run's iterations,
   mean ± std over seeds, and as a percentage of δ_total (``total_kl_budget``); "—" for PPO.

@@ -61,6 +61,15 @@ def test_summary_gain_variance_and_steps_to_99_percent():
     assert "+18.0 %" in table and "-41.0 ± 1.0" in table
 
 
+def test_the_gain_vs_uniform_counts_the_seeds_both_have_finished():
+    curves = _curves({("uniform", 0): [100.0], ("uniform", 1): [10.0], ("kkt", 0): [110.0]})
+    summary = report.summarize(curves, {"t": 1000}).set_index("method")
+    assert summary.loc["kkt", "gain_vs_uniform"] == pytest.approx(0.10)  # seed 0 alone
+    assert summary.loc["uniform", "final_mean"] == 55.0  # each method's own seeds
+    lone = _curves({("uniform", 0): [100.0], ("kkt", 1): [110.0]})
+    assert math.isnan(report.summarize(lone, {}).set_index("method").loc["kkt", "gain_vs_uniform"])
+
+
 def test_a_table_without_uniform_shows_no_gain():
     curves = _curves({("ppo_bootstrap", 0): [-100, -60, -50]})
     table = report.markdown(report.summarize(curves, {"t": 3000}))
