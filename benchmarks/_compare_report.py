@@ -215,14 +215,19 @@ def summarize(curves: pd.DataFrame, env_steps: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def on_common_seeds(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Two methods' finals (indexed by seed) on the seeds both have finished, in seed order."""
+    seeds = first.index.intersection(second.index).sort_values()
+    return first[seeds].to_numpy(), second[seeds].to_numpy()
+
+
 def gain_on_common_seeds(finals: pd.Series, uniform: pd.Series) -> float:
     """(R − R_uniform) / |R_uniform| of the seed-mean finals on the seeds both have finished
     (indexed by seed); NaN without a common seed."""
-    seeds = finals.index.intersection(uniform.index)
-    if seeds.empty:
+    mine, base = on_common_seeds(finals, uniform)
+    if not len(base):
         return math.nan
-    base = float(uniform[seeds].mean())
-    return (float(finals[seeds].mean()) - base) / abs(base)
+    return float((mine.mean() - base.mean()) / abs(base.mean()))
 
 
 def _nan_stat(stat: Any, values: np.ndarray) -> float:

@@ -43,7 +43,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _compare_report import CAMPAIGN_FILE, collect_curves, markdown, mean_curve, summarize
+from _compare_report import (
+    CAMPAIGN_FILE,
+    collect_curves,
+    markdown,
+    mean_curve,
+    on_common_seeds,
+    summarize,
+)
 
 from rllib_hatrpo.experiments.gains import bootstrap_over_tasks, relative_gain, variance_ratio
 from rllib_hatrpo.experiments.summaries import final_return, markdown_table
@@ -118,8 +125,7 @@ def same_seeds(methods: dict[str, pd.Series], first: str, second: str) -> tuple 
     """
     if first not in methods or second not in methods:
         return None
-    seeds = methods[first].index.intersection(methods[second].index).sort_values()
-    return methods[first][seeds].to_numpy(), methods[second][seeds].to_numpy()
+    return on_common_seeds(methods[first], methods[second])
 
 
 def paired(table: dict[str, dict[str, pd.Series]], first: str, second: str) -> dict:
