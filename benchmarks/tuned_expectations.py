@@ -1,4 +1,4 @@
-"""The tuned examples' expected returns, measured from the MaMuJoCo campaign's raw results.
+"""The tuned examples' expected returns, measured from the comparison campaigns' raw results.
 
 How to run
 ----------
@@ -12,7 +12,9 @@ and seed, only for more env steps. The rows of such a run up to the tuned exampl
 (``TASK.env_steps``) are therefore the run that ``python tuned_examples/<env>/<task>.py
 --allocator <method> --seeds <seed>`` makes (a campaign run that was restored from a
 checkpoint before that budget is not bit-identical to it, but it trained the same settings).
-Per task and method this script takes, from ``docs/data/compare/<task>/<method>_seed<s>.csv``:
+Per task and method this script takes, from ``<data>/<task>/<method>_seed<s>.csv`` for each
+``--data`` folder (default: the MaMuJoCo campaign's ``docs/data/compare`` and the MPE
+campaign's ``docs/data/compare_mpe``; a task may appear in one folder only):
 
 - each seed's final team return at the tuned budget (the mean of the last 10 % of the
   iterations up to and including the first one that reaches ``TASK.env_steps``);
@@ -153,9 +155,35 @@ def disagreements(tasks: dict[str, Any], rows: list[dict[str, Any]], min_seeds: 
     return out
 
 
+def task_folders(folders: list[Path], tasks: dict[str, Any]) -> dict[str, Path]:
+    """Each tuned task with raw results → the one folder of ``folders`` that holds them.
+
+    A missing folder or a task in two folders is an error: the table must say which campaign
+    every number comes from.
+    """
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"--data {folder}: no such folder (run benchmarks/compare.py first)")
+        for path in sorted(p for p in folder.iterdir() if p.is_dir() and p.name in tasks):
+            if path.name in found:
+                raise SystemExit(
+                    f"--data: task {path.name!r} is in both {found[path.name]} and {folder}; "
+                    "pass one of them"
+                )
+            found[path.name] = folder
+    return dict(sorted(found.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA / "compare", help="campaign data")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[DATA / "compare", DATA / "compare_mpe"],
+        help="campaigns' raw-results folders",
+    )
     parser.add_argument(
         "--random-steps", type=int, default=20_000, help="env steps of the random policy"
     )
@@ -164,14 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tasks = load_tasks()
-    names = sorted(p.name for p in args.data.iterdir() if p.is_dir() and p.name in tasks)
-    curves = collect_curves(args.data, names)
     rows = []
-    for name in names:
+    for name, folder in task_folders(args.data, tasks).items():
+        curves = collect_curves(folder, [name])
+        if curves.empty:  # the task's folder exists before its first run has finished
+            continue
         random_return = random_policy_return(tasks[name], args.random_steps)
-        rows += measure(tasks[name], curves[curves["task"] == name], random_return)
+        rows += measure(tasks[name], curves, random_return)
     text = (
-        "Tuned examples' expected returns, from the campaign's runs up to each tuned "
+        "Tuned examples' expected returns, from the campaigns' runs up to each tuned "
         "example's budget (written by `python benchmarks/tuned_expectations.py`). Threshold = "
         "min over seeds of R − 25 % × |R − R_random|, rounded down to 0.1.\n\n" + table(rows)
     )

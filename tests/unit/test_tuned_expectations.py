@@ -104,3 +104,20 @@ def test_random_policy_return_plays_whole_episodes_of_the_team_reward():
     value = expectations.random_policy_return(Task, env_steps=3000)
     assert value == pytest.approx(1.5, abs=0.1)  # 1,000 episodes of 3 fair coin flips
     assert expectations.random_policy_return(Task, env_steps=0, min_episodes=1) in (0, 1, 2, 3)
+
+
+def test_each_task_is_read_from_the_one_campaign_folder_that_holds_it(tmp_path):
+    tasks = {"halfcheetah_2x3": None, "simple_spread": None}
+    mamujoco, mpe = tmp_path / "compare", tmp_path / "compare_mpe"
+    (mamujoco / "halfcheetah_2x3").mkdir(parents=True)
+    (mamujoco / "not_a_task").mkdir()
+    (mpe / "simple_spread").mkdir(parents=True)
+    assert expectations.task_folders([mamujoco, mpe], tasks) == {
+        "halfcheetah_2x3": mamujoco,
+        "simple_spread": mpe,
+    }
+    (mpe / "halfcheetah_2x3").mkdir()
+    with pytest.raises(SystemExit, match="'halfcheetah_2x3' is in both"):
+        expectations.task_folders([mamujoco, mpe], tasks)
+    with pytest.raises(SystemExit, match=r"--data .*missing: no such folder"):
+        expectations.task_folders([tmp_path / "missing"], tasks)
