@@ -246,7 +246,8 @@ def _spend_cell(row: Any) -> str:
 
 
 def markdown(summary: pd.DataFrame) -> str:
-    """The summary as two markdown tables: per task and method, then the mean gain per method."""
+    """The summary as markdown: a table per task and method, then the mean gain per method
+    (left out while only uniform has runs)."""
     header = (
         "task|method|seeds|env steps|final team return|steps to 99 %|gain vs uniform|"
         "seed variance|Σ KL / iteration"
@@ -274,12 +275,12 @@ def markdown(summary: pd.DataFrame) -> str:
         (label(method), f"{100 * runs['gain_vs_uniform'].mean():+.1f} %", len(runs))
         for method, runs in paired.groupby(METHOD, sort=False)
     ]
-    return "\n\n".join(
-        (
-            markdown_table(header, rows),
-            markdown_table(("method", "mean gain vs uniform over tasks", "tasks"), mean_gains),
+    tables = [markdown_table(header, rows)]
+    if mean_gains:  # none until a method other than uniform has finished a run
+        tables.append(
+            markdown_table(("method", "mean gain vs uniform over tasks", "tasks"), mean_gains)
         )
-    )
+    return "\n\n".join(tables)
 
 
 def plot_task(curves: pd.DataFrame, task: str, path: Path, column: str = TEAM_RETURN) -> None:

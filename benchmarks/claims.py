@@ -39,6 +39,7 @@ import json
 import math
 import posixpath
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -199,12 +200,20 @@ def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
     return rows
 
 
-def mamujoco_rows(curves: pd.DataFrame, budget: str, command: str = "A") -> list[tuple]:
-    """The claims measured on a MaMuJoCo campaign (command A, or D at 10M env steps)."""
+def mamujoco_rows(
+    curves: pd.DataFrame, budget: str, command: str = "A", methods: Collection[str] | None = None
+) -> list[tuple]:
+    """The claims measured on a MaMuJoCo campaign (command A, or D at 10M env steps).
+
+    ``methods``: the campaign's planned methods, where known; a comparison of a method the
+    campaign does not train (D has no ``kkt_carry``) gets no row, rather than one that stays
+    empty for good.
+    """
     table = finals(curves) if not curves.empty else {}
     cells = [
         (claim, paper, _gain_cell(paired(table, first, second), statistic))
         for claim, paper, first, second, statistic in COMPARISONS
+        if methods is None or {first, second} <= set(methods)
     ]
     for method, name in ((W, "W"), (G, "G")):
         ratio, n = per_task_ratio(curves, method, steps_to_99) if not curves.empty else (0, 0)
@@ -334,9 +343,11 @@ def claims_text(figures: str) -> str:
     commands = [f"- A: `{command}`", *(f"- A, control: `{c}`" for c in control_commands())]
     commands += [f"- B: {DIFFERENTIAL_GAME}", f"- C: `{MATRIX_GAMES}`", f"- E: `{THROUGHPUT}`"]
     long = read_campaign(DATA / LONG)
+    long_curves = collect_curves(DATA / LONG, list(long))
     if long:  # the longer runs, once their campaign has started
         long_command, long_budget = campaign_command(long)
-        rows += mamujoco_rows(collect_curves(DATA / LONG, list(long)), long_budget, "D")
+        methods = {m for plan in long.values() for m in plan["methods"]}
+        rows += mamujoco_rows(long_curves, long_budget, "D", methods)
         commands.append(f"- D: `{long_command} --out results/{LONG} --data docs/data/{LONG}`")
     header = ("claim of the paper", "paper", "measured here", "budget", "command")
     text = [
@@ -354,6 +365,15 @@ def claims_text(figures: str) -> str:
             markdown_table(PER_TASK_HEADER, per_task_rows(finals(curves))),
         ]
         text += [task_figures(task, figures) for task in curves["task"].unique()]
+    if not long_curves.empty:
+        budgets = {task: plan["env_steps"] for task, plan in long.items()}
+        folder = posixpath.normpath(f"{figures}/../{LONG}")
+        text += [f"Per task at {long_budget} (command D, finished runs only):"]
+        text += [markdown(summarize(long_curves, budgets))]
+        text += [
+            f"![{task}, command D]({folder}/curves_{task}.png)"
+            for task in long_curves["task"].unique()
+        ]
     return "\n\n".join(text)
 
 

@@ -189,3 +189,16 @@ def test_time_per_iteration_is_the_side_by_side_median_over_uniforms_mean_over_t
     )
     assert g[2] == "2.00× HATRPO's seconds (HalfCheetah 2x3 1.50×, 6x1 2.50×)"
     assert w[4] == g[4] == "E"
+
+
+def test_a_campaign_without_the_carry_over_control_gets_no_control_row():
+    curves = _curves({("a", m, s): [100.0 + s] * 10 for m in ("uniform", "kkt") for s in (0, 1)})
+    rows = claims.mamujoco_rows(curves, "budget", "D", methods={"uniform", "kkt", "greedy"})
+    names = [row[0] for row in rows]
+    assert "(control) G's gain over W with carry-over, which spends as much KL" not in names
+    assert names[:3] == [
+        "W's final-return gain over HATRPO",
+        "G's final-return gain over HATRPO",
+        "G's seed variance over W's",
+    ]
+    assert all(row[4] == "D" for row in rows)
