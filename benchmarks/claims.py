@@ -30,7 +30,9 @@ team return over its last 10 % of iterations):
   side, interleaved (``docs/data/throughput/throughput.csv``, its ``pipeline`` rows): per task
   the method's median seconds over uniform's, mean over tasks. Not from the campaign's runs:
   they trained over many hours, at different loads and on more than one machine (one about
-  3× slower than another), so their iteration times do not compare across runs.
+  3× slower than another), so their iteration times do not compare across runs;
+- compute: per command and task, the finished runs' hours of training and each method's
+  minutes per run (each run's own training clock), and the sum over them.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ import json
 import math
 import posixpath
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from _compare_report import (
     CAMPAIGN_FILE,
+    METHODS,
     collect_curves,
     markdown,
     mean_curve,
@@ -54,6 +57,7 @@ from _compare_report import (
 )
 
 from rllib_hatrpo.experiments.gains import bootstrap_over_tasks, relative_gain, variance_ratio
+from rllib_hatrpo.experiments.records import TIME_TOTAL_S
 from rllib_hatrpo.experiments.summaries import final_return, markdown_table
 from rllib_hatrpo.experiments.tune import METHOD, SEED
 
@@ -104,6 +108,8 @@ COMPARISONS = (
 )
 #: Column names of the per-task table of :data:`COMPARISONS`.
 PER_TASK_HEADER = ("task", "W vs HATRPO", "G vs HATRPO", "G vs W + carry-over", "var G / var W − 1")
+#: Column names of the compute table (:func:`compute_rows`).
+COMPUTE_HEADER = ("command", "task", "runs", "hours", "minutes per run: median (min–max, runs)")
 
 
 def finals(curves: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
@@ -276,6 +282,34 @@ def toy_rows() -> list[tuple]:
     ]
 
 
+def compute_rows(campaigns: Sequence[tuple[str, pd.DataFrame]]) -> list[tuple]:
+    """Per command and task: finished runs, their hours in all, each method's minutes per run.
+
+    A run's time is its last row's ``time_total_s``: the seconds Tune counted while it trained,
+    across restores (time lost after the last checkpoint of a stopped run is not in it; a
+    pause of the whole machine is). Rows come in the order of ``campaigns``, then by task.
+
+    Args:
+        campaigns: (command label, that command's finished runs as ``collect_curves`` reads
+            them); an empty frame gives no row.
+    """
+    rows = []
+    for command, curves in campaigns:
+        if curves.empty:
+            continue
+        minutes = curves.groupby(["task", METHOD, SEED])[TIME_TOTAL_S].max() / 60.0
+        for task, runs in minutes.groupby(level="task"):
+            per_method = dict(list(runs.groupby(level=METHOD)))
+            order = sorted(per_method, key=lambda m: (METHODS.index(m) if m in METHODS else 99, m))
+            cells = [
+                f"{m} {per_method[m].median():.0f} ({per_method[m].min():.0f}–"
+                f"{per_method[m].max():.0f}, {len(per_method[m])})"
+                for m in order
+            ]
+            rows.append((command, task, len(runs), round(runs.sum() / 60.0, 1), "; ".join(cells)))
+    return rows
+
+
 def campaign_command(campaign: dict) -> tuple[str, str]:
     """The compare.py command of the campaign and its budget, as text."""
     plans = list(campaign.values())
@@ -334,10 +368,9 @@ def claims_text(figures: str) -> str:
     """The claims table, its commands, then the per-task MaMuJoCo table and its figures, as
     markdown; ``figures`` is the path of ``docs/data/compare/`` from the page it goes into."""
     campaign = read_campaign(DATA / "compare")
-    curves = pd.concat(
-        [collect_curves(DATA / "compare", list(campaign)), *control_curves(campaign)],
-        ignore_index=True,
-    )
+    main_curves = collect_curves(DATA / "compare", list(campaign))
+    controls = control_curves(campaign)
+    curves = pd.concat([main_curves, *controls], ignore_index=True)
     command, budget = campaign_command(campaign)
     rows = mamujoco_rows(curves, budget)
     commands = [f"- A: `{command}`", *(f"- A, control: `{c}`" for c in control_commands())]
@@ -373,6 +406,16 @@ def claims_text(figures: str) -> str:
         text += [
             f"![{task}, command D]({folder}/curves_{task}.png)"
             for task in long_curves["task"].unique()
+        ]
+    compute = [("A", main_curves), *(("A, control", c) for c in controls), ("D", long_curves)]
+    if rows := compute_rows(compute):
+        runs, hours = sum(row[2] for row in rows), sum(row[3] for row in rows)
+        text += [
+            "Compute of the finished runs (each run's own training clock; two or three runs "
+            "at a time on 2-core machines of different speed, so a run's minutes depend on "
+            "what ran beside it):",
+            markdown_table(COMPUTE_HEADER, rows),
+            f"In all {runs} runs, {hours:,.1f} hours of training.",
         ]
     return "\n\n".join(text)
 

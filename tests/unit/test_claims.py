@@ -23,6 +23,7 @@ def _curves(returns: dict[tuple[str, str, int], list[float]]):
             "seed": seed,
             "env_steps": 1000 * (i + 1),
             "team_return": r,
+            "time_total_s": 60.0 * (i + 1),
         }
         for (task, method, seed), values in returns.items()
         for i, r in enumerate(values)
@@ -167,6 +168,9 @@ def test_the_longer_campaign_adds_its_own_rows_and_command(tmp_path, monkeypatch
     assert "+50.0 %" in gains[0] and "2,000 env steps per run | A |" in gains[0]
     assert "+25.0 %" in gains[1] and "3,000 env steps per run | D |" in gains[1]
     assert f"--out results/{claims.LONG} --data docs/data/{claims.LONG}`" in text
+    # Compute: 4 runs of 2 minutes (A) and 4 of 3 (D).
+    assert "| A | a | 4 | 0.1 | uniform 2 (2–2, 2); kkt 2 (2–2, 2) |" in text
+    assert "| D | a | 4 | 0.2 |" in text and "In all 8 runs, 0.3 hours of training." in text
 
 
 def test_time_per_iteration_is_the_side_by_side_median_over_uniforms_mean_over_tasks(tmp_path):
@@ -202,3 +206,23 @@ def test_a_campaign_without_the_carry_over_control_gets_no_control_row():
         "G's seed variance over W's",
     ]
     assert all(row[4] == "D" for row in rows)
+
+
+def test_compute_rows_count_each_runs_last_clock_reading_per_command_and_task():
+    a = _curves(
+        {
+            ("t", "kkt", 0): [1.0] * 3,  # 3 minutes
+            ("t", "uniform", 0): [1.0] * 2,  # 2 minutes
+            ("t", "uniform", 1): [1.0] * 6,  # 6 minutes
+            ("u", "ppo", 0): [1.0] * 30,  # 30 minutes
+        }
+    )
+    control = _curves({("t", "ppo_bootstrap", 0): [1.0] * 90})
+    rows = claims.compute_rows([("A", a), ("A, control", control), ("D", pd.DataFrame())])
+    assert len(rows[0]) == len(claims.COMPUTE_HEADER)
+    # Methods in the tables' order (uniform before kkt), each: median (min–max, runs).
+    assert rows == [
+        ("A", "t", 3, 0.2, "uniform 4 (2–6, 2); kkt 3 (3–3, 1)"),
+        ("A", "u", 1, 0.5, "ppo 30 (30–30, 1)"),
+        ("A, control", "t", 1, 1.5, "ppo_bootstrap 90 (90–90, 1)"),
+    ]
