@@ -391,7 +391,13 @@ def claims_text(figures: str) -> str:
     ]
     if not curves.empty:
         budgets = {task: plan["env_steps"] for task, plan in campaign.items()}
-        text += ["Per task (MaMuJoCo, finished runs only):", markdown(summarize(curves, budgets))]
+        text += [
+            "Per task (MaMuJoCo, finished runs only). *Steps to 99 %* here: the first env-step "
+            "count at which the method's seed-mean curve reaches 99 % of the best method's "
+            "final mean on the task (— if never), a common target; the claims above measure "
+            "each method against its own curve's maximum instead.",
+            markdown(summarize(curves, budgets)),
+        ]
         text += [
             "The claims on each task alone (the same measures, each with its 95 % bootstrap "
             "interval over that task's seeds, and the two methods' seed counts):",
