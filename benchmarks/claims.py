@@ -192,7 +192,8 @@ def _gain_cell(groups: dict, statistic) -> str:
 
 def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
     """One row per task: every comparison of :data:`COMPARISONS` on that task alone, on the
-    two methods' common seeds, with their count n; "—" where they have none."""
+    two methods' common seeds, with their count n; with fewer than :data:`MIN_SEEDS` of them
+    the point alone; "—" where they have none."""
     rows = []
     for task, methods in table.items():
         cells = []
@@ -200,8 +201,12 @@ def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
             pair = same_seeds(methods, first, second)
             if pair is None or not len(pair[0]):
                 cells.append("—")
-                continue
-            cells.append(f"{_interval({task: pair}, statistic)}; n = {len(pair[0])})")
+            elif len(pair[0]) < MIN_SEEDS:  # one seed: no spread to bootstrap
+                point = bootstrap_over_tasks(statistic, {task: pair}).point
+                offset = float(statistic is variance_ratio)
+                cells.append(f"{_percent(point - offset)} (n = {len(pair[0])}, no interval)")
+            else:
+                cells.append(f"{_interval({task: pair}, statistic)}; n = {len(pair[0])})")
         rows.append((task, *cells))
     return rows
 
