@@ -419,13 +419,14 @@ def claims_text(figures: str) -> str:
             for task in long_curves["task"].unique()
         ]
     compute = [("A", main_curves), *(("A, control", c) for c in controls), ("D", long_curves)]
-    if rows := compute_rows(compute):
-        runs, hours = sum(row[2] for row in rows), sum(row[3] for row in rows)
+    if compute_table := compute_rows(compute):
+        runs = sum(row[2] for row in compute_table)
+        hours = sum(row[3] for row in compute_table)
         text += [
             "Compute of the finished runs (each run's own training clock; two or three runs "
             "at a time on 2-core machines of different speed, so a run's minutes depend on "
             "what ran beside it):",
-            markdown_table(COMPUTE_HEADER, rows),
+            markdown_table(COMPUTE_HEADER, compute_table),
             f"In all {runs} runs, {hours:,.1f} hours of training.",
         ]
     return "\n\n".join(text)
