@@ -56,7 +56,12 @@ from _compare_report import (
     summarize,
 )
 
-from rllib_hatrpo.experiments.gains import bootstrap_over_tasks, relative_gain, variance_ratio
+from rllib_hatrpo.experiments.gains import (
+    bootstrap_over_tasks,
+    mean_over_tasks,
+    relative_gain,
+    variance_ratio,
+)
 from rllib_hatrpo.experiments.records import TIME_TOTAL_S
 from rllib_hatrpo.experiments.summaries import final_return, markdown_table
 from rllib_hatrpo.experiments.tune import METHOD, SEED
@@ -202,7 +207,7 @@ def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
             if pair is None or not len(pair[0]):
                 cells.append("—")
             elif len(pair[0]) < MIN_SEEDS:  # one seed: no spread to bootstrap
-                point = bootstrap_over_tasks(statistic, {task: pair}).point
+                point = mean_over_tasks(statistic, {task: pair})
                 offset = float(statistic is variance_ratio)
                 cells.append(f"{_percent(point - offset)} (n = {len(pair[0])}, no interval)")
             else:
