@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _claims_measures as measures
 import claims
 
 from rllib_hatrpo.experiments.tune import SEED
@@ -34,10 +35,10 @@ def _curves(returns: dict[tuple[str, str, int], list[float]]):
 def test_steps_to_99_percent_of_the_curves_own_best():
     # Seed mean: 10, 50, 99.5, 100 -> first count >= 99 is 3,000.
     runs = _curves({("t", "kkt", 0): [10, 40, 99, 100], ("t", "kkt", 1): [10, 60, 100, 100]})
-    assert claims.steps_to_99(runs) == 3000
+    assert measures.steps_to_99(runs) == 3000
     # A negative curve: best -50, target -50.5.
     runs = _curves({("t", "kkt", 0): [-90, -50.4, -50]})
-    assert claims.steps_to_99(runs) == 2000
+    assert measures.steps_to_99(runs) == 2000
 
 
 def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of_both():
@@ -52,16 +53,16 @@ def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of
             ("c", "kkt", 0): [20.0] * 10,
         }
     )
-    table = claims.finals(curves)
-    assert sorted(claims.paired(table, "uniform", "greedy")) == ["a"]
-    assert sorted(claims.paired(table, "uniform", "kkt")) == ["a", "b"]
-    rows = {row[0]: row for row in claims.mamujoco_rows(curves, "1,000 env steps per run")}
+    table = measures.finals(curves)
+    assert sorted(measures.paired(table, "uniform", "greedy")) == ["a"]
+    assert sorted(measures.paired(table, "uniform", "kkt")) == ["a", "b"]
+    rows = {row[0]: row for row in measures.mamujoco_rows(curves, "1,000 env steps per run")}
     # W: mean of +20 % (a) and +10 % (b), not c's +100 %; equal seeds: the interval is the point.
     assert rows["W's final-return gain over HATRPO"][2].startswith("+15.0 % (95 % CI +15.0 %")
     assert "2 task(s)" in rows["W's final-return gain over HATRPO"][2]
     assert rows["G's final-return gain over HATRPO"][2].startswith("-10.0 %")
     assert rows["(control) G's gain over W with carry-over, which spends as much KL"][2] == (
-        claims.NO_RUNS
+        measures.NO_RUNS
     )
     assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
 
@@ -76,13 +77,13 @@ def test_a_seed_only_one_method_has_finished_does_not_move_the_comparison():
             ("b", "kkt", 1): [2.0] * 10,  # no common seed
         }
     )
-    table = claims.finals(curves)
-    uniform, kkt = claims.paired(table, "uniform", "kkt")["a"]
+    table = measures.finals(curves)
+    uniform, kkt = measures.paired(table, "uniform", "kkt")["a"]
     assert uniform.tolist() == [100.0, 101.0] and kkt.tolist() == [120.0, 121.0]
-    rows = {row[0]: row[1:] for row in claims.per_task_rows(table)}
+    rows = {row[0]: row[1:] for row in measures.per_task_rows(table)}
     assert rows["a"][0].startswith("+19.9 % (95 % CI") and rows["a"][0].endswith("; n = 2)")
     assert rows["b"][0] == "—"
-    ratio, tasks = claims.per_task_ratio(curves, "kkt", lambda runs: runs[SEED].unique().sum())
+    ratio, tasks = measures.per_task_ratio(curves, "kkt", lambda runs: runs[SEED].unique().sum())
     assert (ratio, tasks) == (1.0, 1)  # seeds 0 + 1 of each on a (all seeds: 4 / 3); b: none
 
 
@@ -98,8 +99,8 @@ def test_per_task_rows_give_each_tasks_own_interval_and_a_dash_without_both_meth
             ("b", "greedy", 0): [-40.0] * 10,
         }
     )
-    rows = {row[0]: row[1:] for row in claims.per_task_rows(claims.finals(curves))}
-    assert len(rows["a"]) == len(claims.PER_TASK_HEADER) - 1
+    rows = {row[0]: row[1:] for row in measures.per_task_rows(measures.finals(curves))}
+    assert len(rows["a"]) == len(measures.PER_TASK_HEADER) - 1
     # Task a alone: +20 %, not the +15 % mean with b; equal finals, so the interval is the point.
     assert rows["a"][0] == "+20.0 % (95 % CI +20.0 % to +20.0 %; n = 2)"
     assert rows["a"][1:] == ("—", "—", "—")  # no greedy or kkt_carry run on a
@@ -200,7 +201,7 @@ def test_time_per_iteration_is_the_side_by_side_median_over_uniforms_mean_over_t
 
 def test_a_campaign_without_the_carry_over_control_gets_no_control_row():
     curves = _curves({("a", m, s): [100.0 + s] * 10 for m in ("uniform", "kkt") for s in (0, 1)})
-    rows = claims.mamujoco_rows(curves, "budget", "D", methods={"uniform", "kkt", "greedy"})
+    rows = measures.mamujoco_rows(curves, "budget", "D", methods={"uniform", "kkt", "greedy"})
     names = [row[0] for row in rows]
     assert "(control) G's gain over W with carry-over, which spends as much KL" not in names
     assert names[:3] == [
