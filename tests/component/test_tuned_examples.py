@@ -42,6 +42,13 @@ def test_tuned_examples_exist():
     assert {"simple_spread", "simple_speaker_listener"} <= names
 
 
+def test_halfcheetah_6x1_agents_see_observations_of_different_sizes():
+    task = load_script(TUNED_EXAMPLES / "mamujoco" / "halfcheetah_6x1.py").TASK
+    env = task.env_class()(dict(task.env_config))
+    sizes = [env.observation_spaces[agent].shape[0] for agent in env.possible_agents]
+    assert sizes == [9, 9, 8, 9, 9, 8]
+
+
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_task_is_complete_and_documented(path):
     task = load_script(path).TASK
