@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import importlib.util
 import os
 import shutil
 import sys
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 from _common import actor_ids, markdown_table, peek, push_actor_weights, quiet_logs, rotate
+from compare import load_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("halfcheetah_6x1", "halfcheetah_2x3")
@@ -63,12 +63,8 @@ PER_AGENT = ("line_search_accepted", "kl", "kl_budget", "line_search_steps", "up
 
 
 def load_task(name: str) -> Any:
-    """The ``TASK`` of ``tuned_examples/mamujoco/<name>.py``, at :data:`AGENT_OBSK`."""
-    path = ROOT / "tuned_examples" / "mamujoco" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"tuned_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    task = module.TASK
+    """The tuned example ``name``'s ``TASK``, at :data:`AGENT_OBSK`."""
+    task = load_tasks()[name]
     return dataclasses.replace(task, env_config={**task.env_config, "agent_obsk": AGENT_OBSK})
 
 
