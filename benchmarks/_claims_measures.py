@@ -2,7 +2,8 @@
 
 HATRPO = uniform, W = kkt, G = greedy; a run's final return is its mean team return over its
 last 10 % of iterations. Each comparison uses the seeds both of its methods have finished; a
-task counts in a claim over tasks once they have :data:`MIN_SEEDS` such seeds.
+task counts in a claim over tasks once they have :data:`MIN_SEEDS` such seeds (two for a gain,
+three for a variance ratio).
 
 - gain: mean over tasks of (R_method − R_uniform) / |R_uniform| of the seed-mean final
   returns, with a 95 % percentile bootstrap interval over seeds
@@ -33,9 +34,10 @@ from rllib_hatrpo.experiments.gains import (
 from rllib_hatrpo.experiments.summaries import final_return
 from rllib_hatrpo.experiments.tune import METHOD, SEED
 
-NO_RUNS = "no task where both methods have finished two common seeds yet"
-#: Common finished seeds two methods need on a task before it counts in a claim over tasks.
-MIN_SEEDS = 2
+#: Common finished seeds two methods need on a task before it counts in a claim, by
+#: statistic. One seed has no spread to resample; and two seeds' resampled variance is 0 or
+#: the variance itself, so a variance ratio's interval over them would span just those values.
+MIN_SEEDS = {relative_gain: 2, variance_ratio: 3}
 #: The paper's methods as this package names them.
 W, G, HATRPO = "kkt", "greedy", "uniform"
 #: The claims measured on final returns: (claim, the paper's figure, first method, second
@@ -65,6 +67,11 @@ def finals(curves: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
     return out
 
 
+def no_runs(seeds: int) -> str:
+    """The cell of a claim that no task has ``seeds`` common finished seeds for yet."""
+    return f"no task where both methods have finished {seeds} common seeds yet"
+
+
 def same_seeds(methods: dict[str, pd.Series], first: str, second: str) -> tuple | None:
     """The two methods' finals on the seeds both have finished, as arrays (None if one
     method has no run).
@@ -79,14 +86,16 @@ def same_seeds(methods: dict[str, pd.Series], first: str, second: str) -> tuple 
     return on_common_seeds(methods[first], methods[second])
 
 
-def paired(table: dict[str, dict[str, pd.Series]], first: str, second: str) -> dict:
+def paired(
+    table: dict[str, dict[str, pd.Series]], first: str, second: str, min_seeds: int = 2
+) -> dict:
     """Task -> (first's finals, second's finals) on their common seeds, for the tasks where
-    both methods have at least :data:`MIN_SEEDS` of them (with one, a task would enter the
+    both methods have at least ``min_seeds`` of them (with too few, a task would enter the
     bootstrap with no spread and narrow the interval it does not inform)."""
     out = {}
     for task, methods in table.items():
         pair = same_seeds(methods, first, second)
-        if pair is not None and len(pair[0]) >= MIN_SEEDS:
+        if pair is not None and len(pair[0]) >= min_seeds:
             out[task] = pair
     return out
 
@@ -102,12 +111,12 @@ def steps_to_99(runs: pd.DataFrame) -> float:
 
 def per_task_ratio(curves: pd.DataFrame, method: str, measure) -> tuple[float, int]:
     """Mean over tasks of measure(method's runs) / measure(uniform's runs) on their common
-    seeds; the task count (tasks where they have :data:`MIN_SEEDS` common seeds)."""
+    seeds; the task count (tasks where they have two common seeds)."""
     ratios = []
     for _, task_runs in curves.groupby("task"):
         mine, base = (task_runs[task_runs[METHOD] == m] for m in (method, HATRPO))
         seeds = set(mine[SEED]) & set(base[SEED])
-        if len(seeds) >= MIN_SEEDS:
+        if len(seeds) >= MIN_SEEDS[relative_gain]:
             ratios.append(
                 measure(mine[mine[SEED].isin(seeds)]) / measure(base[base[SEED].isin(seeds)])
             )
@@ -129,7 +138,7 @@ def _interval(groups: dict, statistic) -> str:
 
 def _gain_cell(groups: dict, statistic) -> str:
     if not groups:
-        return NO_RUNS
+        return no_runs(MIN_SEEDS[statistic])
     seeds = ", ".join(f"{t} {len(a)}" for t, (a, _) in groups.items())
     return f"{_interval(groups, statistic)}; {len(groups)} task(s), common seeds {seeds})"
 
@@ -137,7 +146,7 @@ def _gain_cell(groups: dict, statistic) -> str:
 def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
     """One row per task: every comparison of :data:`COMPARISONS` on that task alone, on the
     two methods' common seeds, with their count n; with fewer than :data:`MIN_SEEDS` of them
-    the point alone; "—" where they have none."""
+    the point alone (NaN for one seed's variance); "—" where they have none."""
     rows = []
     for task, methods in table.items():
         cells = []
@@ -145,7 +154,7 @@ def per_task_rows(table: dict[str, dict[str, pd.Series]]) -> list[tuple]:
             pair = same_seeds(methods, first, second)
             if pair is None or not len(pair[0]):
                 cells.append("—")
-            elif len(pair[0]) < MIN_SEEDS:  # one seed: no spread to bootstrap
+            elif len(pair[0]) < MIN_SEEDS[statistic]:  # too few seeds to bootstrap
                 point = mean_over_tasks(statistic, {task: pair})
                 offset = float(statistic is variance_ratio)
                 cells.append(f"{_percent(point - offset)} (n = {len(pair[0])}, no interval)")
@@ -166,12 +175,16 @@ def mamujoco_rows(
     """
     table = finals(curves) if not curves.empty else {}
     cells = [
-        (claim, paper, _gain_cell(paired(table, first, second), statistic))
+        (claim, paper, _gain_cell(paired(table, first, second, MIN_SEEDS[statistic]), statistic))
         for claim, paper, first, second, statistic in COMPARISONS
         if methods is None or {first, second} <= set(methods)
     ]
     for method, name in ((W, "W"), (G, "G")):
         ratio, n = per_task_ratio(curves, method, steps_to_99) if not curves.empty else (0, 0)
-        ours = f"{ratio:.2f}× HATRPO's env steps ({n} task(s))" if n else NO_RUNS
+        ours = (
+            f"{ratio:.2f}× HATRPO's env steps ({n} task(s))"
+            if n
+            else no_runs(MIN_SEEDS[relative_gain])
+        )
         cells.append((f"{name} reaches 99 % of its best sooner", "sooner", ours))
     return [(claim, paper, ours, budget, command) for claim, paper, ours in cells]

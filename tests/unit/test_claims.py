@@ -62,7 +62,7 @@ def test_gain_rows_pair_the_methods_per_task_and_skip_tasks_without_two_seeds_of
     assert "2 task(s)" in rows["W's final-return gain over HATRPO"][2]
     assert rows["G's final-return gain over HATRPO"][2].startswith("-10.0 %")
     assert rows["(control) G's gain over W with carry-over, which spends as much KL"][2] == (
-        measures.NO_RUNS
+        measures.no_runs(2)
     )
     assert rows["W reaches 99 % of its best sooner"][2] == "1.00× HATRPO's env steps (2 task(s))"
 
@@ -230,3 +230,23 @@ def test_compute_rows_count_each_runs_last_clock_reading_per_command_and_task():
         ("A", "u", 1, 0.5, "ppo 30 (30–30, 1)"),
         ("A, control", "t", 1, 1.5, "ppo_bootstrap 90 (90–90, 1)"),
     ]
+
+
+def test_a_variance_ratio_needs_three_common_seeds_per_task():
+    # Two seeds resample to a variance of 0 or the variance itself, so an interval over them
+    # spans just those two values: the variance claim waits for a third common seed.
+    finals = {"kkt": [100.0, 140.0, 120.0], "greedy": [100.0, 110.0, 105.0]}
+    two = _curves({("a", m, s): [v[s]] * 10 for m, v in finals.items() for s in (0, 1)})
+    three = _curves({("a", m, s): [v[s]] * 10 for m, v in finals.items() for s in (0, 1, 2)})
+    claim = "G's seed variance over W's"
+    rows = {row[0]: row[2] for row in measures.mamujoco_rows(two, "1,000 env steps per run")}
+    assert rows[claim] == measures.no_runs(3)
+    assert rows["(control) G's gain over W with carry-over, which spends as much KL"] == (
+        measures.no_runs(2)
+    )
+    cells = dict(
+        zip(measures.PER_TASK_HEADER, measures.per_task_rows(measures.finals(two))[0], strict=True)
+    )
+    assert cells["var G / var W − 1"] == "-93.8 % (n = 2, no interval)"  # 25 / 400 − 1
+    rows = {row[0]: row[2] for row in measures.mamujoco_rows(three, "1,000 env steps per run")}
+    assert rows[claim].startswith("-93.8 % (95 % CI") and "common seeds a 3" in rows[claim]
