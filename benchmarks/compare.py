@@ -277,7 +277,12 @@ def main(argv: list[str] | None = None) -> None:
     campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
     for task, plan in campaign.items():  # one campaign per raw-results folder
         check_campaign(args.data, task, plan, flag="--data")
-    print(report(args.out / "tune", args.data, names, campaign))
+    # The summary covers every task recorded in --data, not only --tasks: continuing one task
+    # of a campaign keeps the others' rows.
+    data_file = args.data / CAMPAIGN_FILE
+    recorded = json.loads(data_file.read_text()) if data_file.is_file() else {}
+    tasks = [*names, *(task for task in recorded if task not in names)]
+    print(report(args.out / "tune", args.data, tasks, {**recorded, **campaign}))
 
 
 if __name__ == "__main__":

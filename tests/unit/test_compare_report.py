@@ -267,3 +267,22 @@ def test_ppo_bootstrap_is_rllibs_ppo_sampled_by_the_team_runner():
     assert not {"ppo_bootstrap", "ppo_bootstrap_noclip"} & set(compare.parse_args([]).methods)
     methods = report.METHODS
     assert methods.index("ppo_bootstrap") == methods.index("ppo") + 1
+
+
+def test_a_report_for_some_tasks_keeps_the_other_recorded_tasks_in_the_summary(tmp_path):
+    """Continuing one task of a campaign (``--tasks`` a subset) must not drop the rows of the
+    other tasks recorded in the same raw-results folder."""
+    data = tmp_path / "data"
+    plan = {"env_steps": 2000, "methods": ["uniform"], "seeds": [0]}
+    data.mkdir()
+    (data / "campaign.json").write_text(json.dumps({"walker2d_2x3": plan, "halfcheetah_2x3": plan}))
+    for task in ("walker2d_2x3", "halfcheetah_2x3"):
+        (data / task).mkdir()
+        (data / task / "uniform_seed0.csv").write_text(
+            "method,seed,env_steps,team_return\nuniform,0,1000,1.0\nuniform,0,2000,2.0\n"
+        )
+    out = str(tmp_path / "out")
+    compare.main(["--tasks", "halfcheetah_2x3", "--report-only", "--out", out, "--data", str(data)])
+    summary = (data / "summary.md").read_text()
+    assert "| halfcheetah_2x3 | HATRPO (uniform) |" in summary
+    assert "| walker2d_2x3 | HATRPO (uniform) |" in summary
