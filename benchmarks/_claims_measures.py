@@ -87,7 +87,10 @@ def same_seeds(methods: dict[str, pd.Series], first: str, second: str) -> tuple 
 
 
 def paired(
-    table: dict[str, dict[str, pd.Series]], first: str, second: str, min_seeds: int = 2
+    table: dict[str, dict[str, pd.Series]],
+    first: str,
+    second: str,
+    min_seeds: int = MIN_SEEDS[relative_gain],
 ) -> dict:
     """Task -> (first's finals, second's finals) on their common seeds, for the tasks where
     both methods have at least ``min_seeds`` of them (with too few, a task would enter the

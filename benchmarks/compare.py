@@ -277,12 +277,12 @@ def main(argv: list[str] | None = None) -> None:
     campaign = json.loads(campaign_file.read_text()) if campaign_file.is_file() else {}
     for task, plan in campaign.items():  # one campaign per raw-results folder
         check_campaign(args.data, task, plan, flag="--data")
-    # The summary covers every task recorded in --data, not only --tasks: continuing one task
-    # of a campaign keeps the others' rows.
+    # The summary covers every task recorded in --data (the checks above have recorded the
+    # campaign's there too), not only --tasks: continuing one task keeps the others' rows.
     data_file = args.data / CAMPAIGN_FILE
     recorded = json.loads(data_file.read_text()) if data_file.is_file() else {}
     tasks = [*names, *(task for task in recorded if task not in names)]
-    print(report(args.out / "tune", args.data, tasks, {**recorded, **campaign}))
+    print(report(args.out / "tune", args.data, tasks, recorded))
 
 
 if __name__ == "__main__":
